@@ -1,0 +1,74 @@
+"""Sparse SAE feature columns (``sae_idx``/``sae_val``) and the provenance that travels with them.
+
+Provenance (reader model, layer, hook, SAE identity and hash, pooling, k, width) is stored as JSON in the
+dataset's ``info.description`` under the ``"saerl"`` key, so it survives ``map``/``save_to_disk`` and every
+later step (probes, cards) can check that it reads features of the SAE it was fitted on.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+FEATURE_COLUMNS = ("sae_idx", "sae_val")
+
+
+class MissingFeaturesError(ValueError):
+    """A dataset without SAE feature columns reached a step that needs them."""
+
+
+def read_provenance(dataset) -> dict:
+    """The featurization provenance of a dataset ({} if none)."""
+    text = dataset.info.description or ""
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return payload.get("saerl", {}) if isinstance(payload, dict) else {}
+
+
+def write_provenance(dataset, provenance: dict, key: str = "featurize"):
+    """Merge ``provenance`` under ``saerl[key]`` in the dataset info, in place; returns the dataset."""
+    try:
+        payload = json.loads(dataset.info.description or "{}")
+        if not isinstance(payload, dict):
+            payload = {}
+    except json.JSONDecodeError:
+        payload = {"description": dataset.info.description}
+    payload.setdefault("saerl", {})[key] = provenance
+    dataset.info.description = json.dumps(payload, sort_keys=True)
+    return dataset
+
+
+def feature_provenance(dataset) -> dict:
+    """The ``featurize`` block of the provenance; raises if the dataset was never featurized."""
+    require_features(dataset)
+    return read_provenance(dataset).get("featurize", {})
+
+
+def require_features(dataset) -> None:
+    missing = [c for c in FEATURE_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise MissingFeaturesError(
+            f"The dataset has no {', '.join(missing)} column(s). Fix: featurize it first "
+            f"(`saerl-hf featurize` or `dataset.map(Featurizer(...), batched=True)`)."
+        )
+
+
+def to_csr(dataset, width: int | None = None):
+    """Stack ``sae_idx``/``sae_val`` into a ``scipy.sparse.csr_matrix`` of shape (rows, d_sae)."""
+    from scipy.sparse import csr_matrix
+
+    require_features(dataset)
+    if width is None:
+        width = feature_provenance(dataset).get("d_sae")
+    table = dataset.with_format("arrow").select_columns(list(FEATURE_COLUMNS))[:]
+    idx_col, val_col = table.column("sae_idx").combine_chunks(), table.column("sae_val").combine_chunks()
+    indptr = np.asarray(idx_col.offsets, dtype=np.int64)
+    indices = np.asarray(idx_col.values, dtype=np.int32)
+    values = np.asarray(val_col.values, dtype=np.float32)
+    if width is None:
+        width = int(indices.max()) + 1 if indices.size else 1
+    indptr = indptr - indptr[0]
+    return csr_matrix((values, indices, indptr), shape=(len(dataset), int(width)))

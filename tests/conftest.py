@@ -1,0 +1,54 @@
+"""Shared fixtures: the real data dir, the real SmolLM2 checkpoint, tiny random models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Hub emulator fixtures live in their own plugin module (tests/hub_plugin.py) when present.
+pytest_plugins = [p for p in ("tests.hub_plugin",) if (REPO_ROOT / (p.replace(".", "/") + ".py")).is_file()]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real data (SAERL_DATA_DIR, else ../shared/data beside the repo)."""
+    from saerl_hf.data import default_data_dir
+
+    path = Path(os.environ["SAERL_DATA_DIR"]) if os.environ.get("SAERL_DATA_DIR") else default_data_dir()
+    if path is None or not path.is_dir():
+        path = REPO_ROOT.parent / "shared" / "data"
+    assert path.is_dir(), f"real data not found at {path}; set SAERL_DATA_DIR"
+    os.environ["SAERL_DATA_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> str:
+    """A plain safetensors checkpoint of the real SmolLM2-135M-Instruct (made once from the GGUF)."""
+    from saerl_hf.models import materialize
+
+    return str(materialize("smollm2-135m"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A tiny random Llama (4 layers, hidden 64) with the real SmolLM2 tokenizer, saved to disk."""
+    from saerl_hf.models import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture()
+def tiny():
+    """(model, tokenizer) of a tiny random Llama, in memory."""
+    from saerl_hf.models import tiny_model
+
+    return tiny_model()
