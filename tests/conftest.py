@@ -52,3 +52,16 @@ def tiny():
     from saerl_hf.models import tiny_model
 
     return tiny_model()
+
+
+TINY_SAE_SETTINGS = dict(d_sae=128, k=8, training_tokens=6_000, train_batch_size=128, buffer_tokens=2048, lr=3e-3,
+                         sources="gsm8k:test", max_texts=150, eval_tokens=1024, context_size=128)
+
+
+@pytest.fixture(scope="session")
+def tiny_sae_dir(tiny_model_dir, data_dir, tmp_path_factory) -> str:
+    """A small TopK SAE (128 latents) trained with sae-lens on the tiny model's middle layer (seconds)."""
+    from saerl_hf.sae import TrainSAEConfig, train_sae
+
+    out = tmp_path_factory.mktemp("tiny_sae") / "sae"
+    return str(train_sae(TrainSAEConfig(model=tiny_model_dir, output_dir=str(out), **TINY_SAE_SETTINGS)).output_dir)
