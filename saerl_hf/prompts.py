@@ -15,6 +15,23 @@ INSTRUCTIONS = {
 }
 
 
+# Base models (no chat template) answer zero-shot prompts almost never (Gemma 3 270M: 0/24 on MAWPS) but
+# follow a few worked examples. These are written for this project, not taken from any benchmark.
+FEW_SHOT = {
+    "elementary": (
+        ("Tom has 3 apples and buys 5 more apples. How many apples does Tom have now?", "8"),
+        ("A shelf holds 12 books. Mia takes 3 books from the shelf. How many books are left on the shelf?", "9"),
+        ("Each box has 4 pens. How many pens are in 5 boxes?", "20"),
+    ),
+    "competition": (
+        ("What is $\\frac{1}{2} + \\frac{1}{3}$?", "\\frac{5}{6}"),
+        ("Solve for $x$: $2x + 3 = 11$.", "4"),
+        ("How many positive divisors does 12 have?", "6"),
+    ),
+}
+STOP_MARKER = "\nQuestion:"  # a base model that continues past its answer starts a new "Question:"
+
+
 def family_of(source: str | None) -> str:
     """'elementary' for grade-school word problems, 'competition' for everything else."""
     base = (source or "").split("/")[0].split("_")[0].lower()
@@ -34,13 +51,28 @@ def build_messages(problem: str, source: str | None = None, family: str | None =
 def render_prompt(tokenizer, problem: str, source: str | None = None, family: str | None = None) -> str:
     """The exact text the policy is given: chat template when the tokenizer has one, plain text otherwise.
 
-    Base models without a chat template (e.g. Gemma 3 270M base) get ``Question: ...\\nAnswer:`` style text.
+    Base models without a chat template (e.g. Gemma 3 270M base) get a 3-shot ``Question: ...\\nAnswer: ...``
+    prompt; their completion is cut at the next ``\\nQuestion:`` before scoring (see :func:`cut_completion`).
     """
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             build_messages(problem, source, family), tokenize=False, add_generation_prompt=True
         )
-    return f"Question: {user_message(problem, source, family)}\nAnswer:"
+    return plain_prompt(problem, family or family_of(source))
+
+
+def plain_prompt(problem: str, family: str) -> str:
+    """Few-shot text prompt for base models; ends with ``Answer:`` so the completion starts with the answer."""
+    shots = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in FEW_SHOT[family])
+    return f"{shots}Question: {problem.strip()}\nAnswer:"
+
+
+def cut_completion(text: str) -> str:
+    """The completion up to the point where a base model starts inventing the next few-shot question."""
+    if not isinstance(text, str):
+        return text
+    cut = text.find(STOP_MARKER)
+    return text if cut < 0 else text[:cut]
 
 
 def problem_span(prompt_text: str, problem: str) -> tuple[int, int]:
