@@ -1,0 +1,464 @@
+"""The ``datasets.map`` featurizer: SAE latents pooled over each problem's own tokens, as sparse columns.
+
+For every row, the prompt is rendered exactly as the policy sees it (chat template), run through the reader
+model only up to the SAE's layer (early exit, no LM head), encoded by the SAE token by token, pooled over the
+problem's tokens (position 0, the attention sink, and padding never count), and the top-k pooled latents are
+written as ``sae_idx`` (int32) / ``sae_val`` (float32) with ``sae_l0``. ``dense=True`` adds ``dense_mean``,
+the mean raw residual over the same tokens (the dense baseline for the probes).
+
+:class:`Featurizer` is a small picklable object (names, paths and settings only); the model and SAE load
+lazily once per process. :func:`featurize` wraps ``Dataset.map`` with a fingerprint built from the input
+fingerprint, the settings and the SAE's content hash, so reruns hit the ``datasets`` cache and any change of
+SAE, layer, pooling or k recomputes. Provenance goes to the dataset info (see ``saerl_hf.sparse``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from saerl_hf.activations import ActivationError, check_layer, residual_stream, right_pad
+from saerl_hf.models import cache_dir, model_identity, resolve_model_path
+from saerl_hf.sae import SAEHandle, SAELoadError, default_sae_dir, load_sae
+from saerl_hf.sparse import feature_provenance, to_csr, write_provenance
+
+__all__ = [
+    "FeaturizeConfig", "Featurizer", "FeaturizeError", "featurize", "featurize_fingerprint", "to_csr",
+    "feature_provenance", "cli_main", "POOLINGS",
+]
+
+logger = logging.getLogger(__name__)
+
+POOLINGS = ("mean", "max", "sum")
+PROMPT_FORMATS = ("chat", "plain")
+
+# Per-process state: loaded (model, tokenizer, SAE) by settings, and counters of rows actually computed here
+# (a cache hit computes none; tests and logs read this).
+_RESOURCES: dict[tuple, tuple] = {}
+_SAE_HANDLES: dict[tuple, SAEHandle] = {}
+_TORCH_PID = [os.getpid()]  # the process whose torch thread pool is live
+STATS = {"rows": 0, "truncated": 0}
+
+
+class FeaturizeError(ValueError):
+    """A row or setting the featurizer cannot use; the message names the row/field and the fix."""
+
+
+@dataclass
+class FeaturizeConfig:
+    """Options of ``saerl-hf featurize`` and :func:`featurize` (YAML via ``--config`` + flag overrides)."""
+
+    dataset: str | None = field(default=None, metadata={"help": "Input: benchmark name (gsm8k, math, ...), a "
+                                                                "`save_to_disk` dir, a data file or a Hub id."})
+    split: str | None = field(default=None, metadata={"help": "Split of a benchmark / Hub dataset."})
+    limit: int | None = field(default=None, metadata={"help": "Featurize only the first N rows."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where `saerl-hf featurize` saves the result."})
+    model: str = field(default="smollm2-135m", metadata={"help": "Reader model (alias, dir, Hub id); may differ "
+                                                                 "from the policy model."})
+    sae: str | None = field(default=None, metadata={"help": "SAE: local dir, Hub repo, or sae-lens 'release:sae_id'. "
+                                                            "Default: the SAE `train-sae` saves for model/layer."})
+    sae_id: str | None = field(default=None, metadata={"help": "sae-lens registry sae_id (or Hub subfolder)."})
+    sae_width: int = field(default=4096, metadata={"help": "Width of the default SAE (when `sae` is unset)."})
+    sae_k: int = field(default=32, metadata={"help": "k of the default TopK SAE (when `sae` is unset)."})
+    layer: int | None = field(default=None, metadata={"help": "Block to read; default: the SAE's own hook layer, "
+                                                              "else the middle layer."})
+    pooling: str = field(default="mean", metadata={"help": "Pool SAE codes over the problem's tokens: mean, max, sum."})
+    top_k: int = field(default=64, metadata={"help": "Keep the k largest pooled latents per row."})
+    prompt_format: str = field(default="chat", metadata={"help": "`chat`: the policy's chat-formatted prompt "
+                                                                 "(render_prompt); `plain`: the problem text alone."})
+    problem_column: str = field(default="problem", metadata={"help": "Column with the problem text."})
+    source_column: str = field(default="source", metadata={"help": "Column with the benchmark source (picks the "
+                                                                   "prompt instruction); optional."})
+    id_column: str = field(default="id", metadata={"help": "Column used to name rows in errors; optional."})
+    max_length: int = field(default=1024, metadata={"help": "Longer prompts are truncated (counted, warned once)."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts per model forward (length-sorted)."})
+    map_batch_size: int = field(default=256, metadata={"help": "Rows per `Dataset.map` batch."})
+    dense: bool = field(default=False, metadata={"help": "Also write `dense_mean` (mean raw residual, float32)."})
+    num_proc: int | None = field(default=None, metadata={"help": "`Dataset.map` processes."})
+    with_rank: bool = field(default=False, metadata={"help": "One device per map rank (cuda:rank when available)."})
+    device: str | None = field(default=None, metadata={"help": "Force a device (default: cuda if available, else cpu)."})
+    dtype: str = field(default="float32", metadata={"help": "Reader model dtype."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache dir for in-memory inputs' map results "
+                                                                  "(default `<SAERL_CACHE>/featurize`)."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code (off by default)."})
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise FeaturizeError(f"pooling must be one of {POOLINGS}, got '{self.pooling}'.")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise FeaturizeError(f"prompt_format must be one of {PROMPT_FORMATS}, got '{self.prompt_format}'.")
+        if self.top_k < 1 or self.max_length < 2 or self.batch_size < 1:
+            raise FeaturizeError("top_k and batch_size must be >= 1 and max_length >= 2.")
+
+    def sae_spec(self) -> str:
+        """The SAE to use: ``sae`` if set, else the default dir ``train-sae`` writes for this model."""
+        if self.sae:
+            return self.sae
+        from transformers import AutoConfig
+
+        from saerl_hf.models import default_layer
+
+        layer = self.layer if self.layer is not None else default_layer(
+            AutoConfig.from_pretrained(resolve_model_path(self.model), trust_remote_code=self.trust_remote_code))
+        path = default_sae_dir(self.model, layer, self.sae_width, self.sae_k)
+        if not path.is_dir():
+            raise SAELoadError(
+                f"No SAE given and the default SAE {path} does not exist. Fix: run `saerl-hf train-sae --model "
+                f"{self.model}` first, or pass --sae <dir | org/repo | release:sae_id>."
+            )
+        return str(path)
+
+
+def _sae_handle(spec: str, sae_id: str | None, model: str) -> SAEHandle:
+    key = (spec, sae_id, model)
+    if key not in _SAE_HANDLES:
+        _SAE_HANDLES[key] = load_sae(spec, model_name=model, sae_id=sae_id, device="cpu")
+    return _SAE_HANDLES[key]
+
+
+def _default_device(rank: int | None) -> str:
+    if torch.cuda.is_available():
+        return f"cuda:{rank % torch.cuda.device_count()}" if rank is not None else "cuda"
+    return "cpu"
+
+
+class Featurizer:
+    """Picklable ``Dataset.map(batched=True)`` function adding ``sae_idx`` / ``sae_val`` / ``sae_l0``.
+
+    Holds only settings; ``__call__(batch, indices=None, rank=None)`` works with ``with_indices`` and
+    ``with_rank`` (rank r -> ``cuda:r`` when CUDA is there, else cpu).
+    """
+
+    def __init__(self, sae: str, model: str = "smollm2-135m", sae_id: str | None = None, layer: int | None = None,
+                 pooling: str = "mean", top_k: int = 64, prompt_format: str = "chat",
+                 problem_column: str = "problem", source_column: str = "source", id_column: str = "id",
+                 max_length: int = 1024, batch_size: int = 32, dense: bool = False, device: str | None = None,
+                 dtype: str = "float32", trust_remote_code: bool = False):
+        if pooling not in POOLINGS:
+            raise FeaturizeError(f"pooling must be one of {POOLINGS}, got '{pooling}'.")
+        if prompt_format not in PROMPT_FORMATS:
+            raise FeaturizeError(f"prompt_format must be one of {PROMPT_FORMATS}, got '{prompt_format}'.")
+        self.sae, self.model, self.sae_id, self.layer = str(sae), model, sae_id, layer
+        self.pooling, self.top_k, self.prompt_format = pooling, int(top_k), prompt_format
+        self.problem_column, self.source_column, self.id_column = problem_column, source_column, id_column
+        self.max_length, self.batch_size, self.dense = int(max_length), int(batch_size), bool(dense)
+        self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
+        self._warned_truncation = False
+
+    @classmethod
+    def from_config(cls, config: FeaturizeConfig) -> Featurizer:
+        return cls(sae=config.sae_spec(), model=config.model, sae_id=config.sae_id, layer=config.layer,
+                   pooling=config.pooling, top_k=config.top_k, prompt_format=config.prompt_format,
+                   problem_column=config.problem_column, source_column=config.source_column,
+                   id_column=config.id_column, max_length=config.max_length, batch_size=config.batch_size,
+                   dense=config.dense, device=config.device, dtype=config.dtype,
+                   trust_remote_code=config.trust_remote_code)
+
+    # ------------------------------------------------------------------ identity
+
+    def sae_handle(self) -> SAEHandle:
+        return _sae_handle(self.sae, self.sae_id, self.model)
+
+    def resolved_layer(self) -> int:
+        """The requested layer, else the SAE's own hook layer, else the model's middle layer."""
+        handle = self.sae_handle()
+        if self.layer is not None:
+            if handle.layer is not None and handle.layer != self.layer:
+                raise FeaturizeError(
+                    f"layer {self.layer} was requested but SAE {handle.source} was trained on block {handle.layer} "
+                    f"(hook {handle.hook}). Fix: drop --layer or pass --layer {handle.layer}."
+                )
+            return self.layer
+        if handle.layer is not None:
+            return handle.layer
+        from transformers import AutoConfig
+
+        from saerl_hf.models import default_layer
+
+        return default_layer(AutoConfig.from_pretrained(resolve_model_path(self.model),
+                                                        trust_remote_code=self.trust_remote_code))
+
+    def provenance(self) -> dict:
+        """What later steps and cards need to know about these columns (see saerl_hf.sparse)."""
+        from transformers import AutoConfig
+
+        handle = self.sae_handle()
+        layer = self.resolved_layer()
+        config = AutoConfig.from_pretrained(resolve_model_path(self.model), trust_remote_code=self.trust_remote_code)
+        return {
+            "model": model_identity(self.model),
+            "model_path": self.model,
+            "model_revision": getattr(config, "_commit_hash", None),
+            "layer": layer,
+            "hook": handle.hook if handle.layer == layer and handle.hook else f"model.layers.{layer}",
+            "sae": handle.source,
+            "sae_hash": handle.sha256,
+            "d_sae": handle.d_sae,
+            "d_in": handle.d_in,
+            "pooling": self.pooling,
+            "top_k": self.top_k,
+            "prompt_format": self.prompt_format,
+            "problem_column": self.problem_column,
+            "max_length": self.max_length,
+            "dense": self.dense,
+            "dtype": self.dtype,
+            "first_token_dropped": True,
+        }
+
+    def settings(self) -> dict:
+        """Everything that changes the output (batch size and device do not)."""
+        prov = self.provenance()
+        prov["model_files"] = _model_files_signature(self.model)
+        return prov
+
+    # ------------------------------------------------------------------ resources
+
+    def _resources(self, device: str):
+        key = (self.model, self.sae, self.sae_id, device, self.dtype, self.trust_remote_code)
+        if key not in _RESOURCES:
+            from saerl_hf.models import load_model, load_tokenizer
+
+            handle = self.sae_handle()
+            model = load_model(self.model, dtype=self.dtype, device=device, trust_remote_code=self.trust_remote_code)
+            tokenizer = load_tokenizer(self.model, trust_remote_code=self.trust_remote_code)
+            if not getattr(tokenizer, "is_fast", False):
+                raise FeaturizeError(f"The tokenizer of '{self.model}' is not a fast tokenizer; pooling over the "
+                                     f"problem's tokens needs offset mappings. Fix: use a model with tokenizer.json.")
+            if int(model.config.hidden_size) != handle.d_in:
+                raise SAELoadError(f"SAE {handle.source} has d_in {handle.d_in} but '{self.model}' has hidden "
+                                   f"size {model.config.hidden_size}.")
+            import copy
+
+            sae = copy.deepcopy(handle.sae).to(device) if device != "cpu" else handle.sae
+            sae.eval()
+            _RESOURCES[key] = (model, tokenizer, sae)
+        return _RESOURCES[key]
+
+    # ------------------------------------------------------------------ the map function
+
+    def _row_name(self, batch: dict, i: int, indices) -> str:
+        parts = []
+        if indices is not None:
+            parts.append(f"row {indices[i]}")
+        else:
+            parts.append(f"batch row {i}")
+        if self.id_column in batch:
+            parts.append(f"{self.id_column}={batch[self.id_column][i]!r}")
+        return " ".join(parts)
+
+    def _prompts(self, tokenizer, batch: dict, indices) -> tuple[list[list[int]], list[list[int]]]:
+        """Token ids and, per row, the positions of the problem's own tokens (never 0, never padding)."""
+        from saerl_hf.prompts import problem_span, render_prompt
+
+        if self.problem_column not in batch:
+            raise FeaturizeError(f"The dataset has no '{self.problem_column}' column (columns: {', '.join(batch)}). "
+                                 f"Fix: pass --problem_column <name>.")
+        problems = batch[self.problem_column]
+        sources = batch.get(self.source_column) or [None] * len(problems)
+        texts, spans = [], []
+        for i, problem in enumerate(problems):
+            if not isinstance(problem, str) or not problem.strip():
+                raise FeaturizeError(f"{self._row_name(batch, i, indices)}: '{self.problem_column}' is empty or "
+                                     f"missing. Fix: drop or repair that row before featurizing.")
+            text = render_prompt(tokenizer, problem, sources[i]) if self.prompt_format == "chat" else problem.strip()
+            texts.append(text)
+            spans.append(problem_span(text, problem))
+        # Chat text carries its own special tokens; plain text gets the tokenizer's (e.g. BOS), like the policy.
+        enc = tokenizer(texts, add_special_tokens=self.prompt_format == "plain", return_offsets_mapping=True)
+        ids_out, positions_out, truncated = [], [], 0
+        for i, (ids, offsets) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
+            if len(ids) > self.max_length:
+                ids, offsets, truncated = ids[: self.max_length], offsets[: self.max_length], truncated + 1
+            start, end = spans[i]
+            # Position 0 is the attention sink (residual norm ~100x the rest): never pooled.
+            positions = [t for t in range(1, len(ids)) if offsets[t][0] < end and offsets[t][1] > start]
+            if not positions:
+                raise FeaturizeError(f"{self._row_name(batch, i, indices)}: no problem token inside the first "
+                                     f"{self.max_length} tokens. Fix: raise --max_length.")
+            ids_out.append(list(ids))
+            positions_out.append(positions)
+        if truncated:
+            STATS["truncated"] += truncated
+            if not self._warned_truncation:
+                self._warned_truncation = True
+                msg = (f"{truncated} prompt(s) in this batch are longer than max_length={self.max_length} tokens and "
+                       f"were truncated (pooled over the problem tokens that fit); further truncations are counted "
+                       f"silently (featurize logs the total).")
+                warnings.warn(msg, stacklevel=2)
+                logger.warning(msg)
+        return ids_out, positions_out
+
+    def _pool(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "mean":
+            return codes.mean(0)
+        if self.pooling == "max":
+            return codes.max(0).values
+        return codes.sum(0)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict, indices=None, rank: int | None = None) -> dict:
+        if isinstance(indices, int):  # map(with_rank=True) without with_indices passes rank second
+            indices, rank = None, indices
+        if os.getpid() != _TORCH_PID[0]:
+            # A forked map worker (num_proc): the parent's OpenMP pool does not survive fork(), and torch ops
+            # with several threads hang there. One thread per worker; the workers are the parallelism.
+            torch.set_num_threads(1)
+            _TORCH_PID[0] = os.getpid()
+        device = self.device or _default_device(rank)
+        model, tokenizer, sae = self._resources(device)
+        layer = check_layer(model, self.resolved_layer())
+        ids, positions = self._prompts(tokenizer, batch, indices)
+        n = len(ids)
+        out_idx: list = [None] * n
+        out_val: list = [None] * n
+        out_l0: list = [0] * n
+        out_dense: list = [None] * n
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        order = sorted(range(n), key=lambda i: len(ids[i]))  # length-sorted: little padding per forward
+        k = min(self.top_k, int(sae.cfg.d_sae))
+        for start in range(0, n, self.batch_size):
+            rows = order[start : start + self.batch_size]
+            input_ids, mask = right_pad([ids[i] for i in rows], pad_id, device)
+            acts = residual_stream(model, input_ids, mask, layer)
+            for b, i in enumerate(rows):
+                tokens = acts[b, positions[i]].float()
+                if not torch.isfinite(tokens).all():
+                    raise ActivationError(f"{self._row_name(batch, i, indices)}: NaN/inf activations at block {layer} "
+                                          f"of '{self.model}'. Fix: check the model weights/dtype (try float32).")
+                codes = sae.encode(tokens.to(sae.dtype))
+                pooled = self._pool(codes).float()
+                if not torch.isfinite(pooled).all():
+                    raise ActivationError(f"{self._row_name(batch, i, indices)}: NaN/inf SAE codes.")
+                vals, idx = pooled.topk(k)
+                keep = vals != 0
+                idx, vals = idx[keep], vals[keep]
+                order_idx = idx.argsort()
+                out_idx[i] = idx[order_idx].cpu().numpy().astype(np.int32)
+                out_val[i] = vals[order_idx].cpu().numpy().astype(np.float32)
+                out_l0[i] = int((pooled != 0).sum())
+                if self.dense:
+                    out_dense[i] = tokens.mean(0).cpu().numpy().astype(np.float32)
+        STATS["rows"] += n
+        result = {"sae_idx": out_idx, "sae_val": out_val, "sae_l0": out_l0}
+        if self.dense:
+            result["dense_mean"] = out_dense
+        return result
+
+
+def _model_files_signature(model: str) -> list:
+    """Name, size and mtime of a local model's weight files, so a rewritten checkpoint recomputes."""
+    try:
+        path = Path(resolve_model_path(model))
+    except Exception:
+        return []
+    if not path.is_dir():
+        return []
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(path.glob("*.safetensors"))]
+
+
+def featurize_fingerprint(dataset, featurizer: Featurizer) -> str:
+    """Stable fingerprint of (input dataset, featurizer settings, SAE content hash)."""
+    payload = json.dumps({"input": dataset._fingerprint, "settings": featurizer.settings(), "v": 1},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _output_features(dataset, featurizer: Featurizer, d_in: int):
+    from datasets import Features, List, Value
+
+    features = dict(dataset.features)
+    features.update(sae_idx=List(Value("int32")), sae_val=List(Value("float32")), sae_l0=Value("int32"))
+    if featurizer.dense:
+        features["dense_mean"] = List(Value("float32"), length=d_in)
+    return Features(features)
+
+
+def featurize(dataset, config: FeaturizeConfig | None = None, **overrides):
+    """``dataset.map`` with the featurizer, a stable fingerprint, a cache file and provenance in the info.
+
+    Reruns with the same input/settings/SAE load the cached result; another SAE, layer, pooling, k or
+    prompt format recomputes. Keyword overrides replace config fields (``featurize(ds, pooling="max")``).
+    """
+    config = config or FeaturizeConfig()
+    if overrides:
+        config = FeaturizeConfig(**{**asdict(config), **overrides})
+    if config.problem_column not in dataset.column_names:
+        raise FeaturizeError(f"The dataset has no '{config.problem_column}' column (columns: "
+                             f"{', '.join(dataset.column_names)}). Fix: pass problem_column=<name>.")
+    featurizer = Featurizer.from_config(config)
+    handle = featurizer.sae_handle()  # loads/validates the SAE (width vs the reader model) before any work
+    fingerprint = featurize_fingerprint(dataset, featurizer)
+    drop = [c for c in ("sae_idx", "sae_val", "sae_l0", "dense_mean") if c in dataset.column_names]
+    if drop:
+        dataset = dataset.remove_columns(drop)
+    kwargs = {}
+    if not dataset.cache_files:
+        # In-memory datasets have no cache dir of their own: without a file name, map never caches.
+        folder = Path(config.cache_dir) if config.cache_dir else cache_dir() / "featurize"
+        folder.mkdir(parents=True, exist_ok=True)
+        kwargs["cache_file_name"] = str(folder / f"{fingerprint}.arrow")
+    rows_before, truncated_before = STATS["rows"], STATS["truncated"]
+    result = dataset.map(
+        featurizer,
+        batched=True,
+        batch_size=config.map_batch_size,
+        with_indices=True,
+        with_rank=config.with_rank,
+        num_proc=config.num_proc,
+        new_fingerprint=fingerprint,
+        features=_output_features(dataset, featurizer, handle.d_in),
+        desc=f"featurize ({config.pooling}, top-{config.top_k}, block {featurizer.resolved_layer()})",
+        **kwargs,
+    )
+    if STATS["truncated"] > truncated_before:
+        logger.warning("featurize: %d prompt(s) truncated to %d tokens", STATS["truncated"] - truncated_before,
+                       config.max_length)
+    logger.info("featurize: %d row(s) computed in this process (0 = cache hit or worker processes)",
+                STATS["rows"] - rows_before)
+    return write_provenance(result, featurizer.provenance(), key="featurize")
+
+
+def _load_input(config: FeaturizeConfig):
+    from datasets import load_from_disk
+
+    from saerl_hf.data import load_math_dataset
+
+    if not config.dataset:
+        raise FeaturizeError("No input dataset. Fix: pass --dataset <gsm8k | dir | file | org/name>.")
+    path = Path(config.dataset).expanduser()
+    if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+        dataset = load_from_disk(str(path))
+        if hasattr(dataset, "keys"):  # a DatasetDict
+            split = config.split or ("train" if "train" in dataset else next(iter(dataset)))
+            dataset = dataset[split]
+    else:
+        dataset = load_math_dataset(config.dataset, split=config.split)
+    if config.limit is not None:
+        dataset = dataset.select(range(min(config.limit, len(dataset))))
+    return dataset
+
+
+def cli_main(argv: list[str]) -> int:
+    """``saerl-hf featurize``: dataset in (name, Hub id, file or dir), dataset with SAE columns out."""
+    from trl import TrlParser
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    (config,) = TrlParser((FeaturizeConfig,)).parse_args_and_config(args=argv)
+    if not config.output_dir:
+        raise FeaturizeError("No --output_dir. Fix: pass --output_dir <dir> for `save_to_disk`.")
+    dataset = featurize(_load_input(config), config)
+    dataset.save_to_disk(config.output_dir)
+    prov = feature_provenance(dataset)
+    l0 = np.asarray(dataset["sae_l0"]) if len(dataset) else np.zeros(1)
+    print(json.dumps({"output_dir": config.output_dir, "rows": len(dataset), "mean_pooled_l0": float(l0.mean()),
+                      "provenance": prov}, indent=2))
+    return 0
+
