@@ -40,7 +40,7 @@ class CurateConfig:
 
     output_dir: str = field(default="outputs/curated/smollm2-135m", metadata={"help": "Where the curated dir goes."})
     sources: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES), metadata={
-        "help": "Datasets to pool: benchmark names (optionally name:split), files or Hub ids."})
+        "help": "Datasets to pool: benchmark names as name[:split][@limit] (e.g. gsm8k:train@500), files or Hub ids."})
     limit_per_source: int | None = field(default=None, metadata={"help": "Seeded random slice of each source."})
     data_dir: str | None = field(default=None, metadata={"help": "Local data dir (default SAERL_DATA_DIR)."})
     columns: list[str] = field(default_factory=list, metadata={
@@ -134,13 +134,18 @@ class CurateConfig:
 # ----------------------------------------------------------------------------------------------- stages
 
 
-def _split_source(spec: str) -> tuple[str, str | None]:
+def _split_source(spec: str) -> tuple[str, str | None, int | None]:
+    """``name[:split][@limit]`` -> (name, split, limit); e.g. ``gsm8k:train@500``."""
     from saerl_hf.data import BENCHMARKS
 
+    limit = None
+    head, at, tail = spec.rpartition("@")
+    if at and tail.isdigit():
+        spec, limit = head, int(tail)
     name, sep, split = spec.rpartition(":")
     if sep and name in BENCHMARKS:
-        return name, split
-    return spec, None
+        return name, split, limit
+    return spec, None, limit
 
 
 def load_pool(config: CurateConfig):
@@ -151,15 +156,16 @@ def load_pool(config: CurateConfig):
 
     pools, holdouts = [], []
     for spec in config.sources:
-        name, split = _split_source(spec)
+        name, split, source_limit = _split_source(spec)
         ds = load_math_dataset(name, split=split, data_dir=config.data_dir, columns=config.column_map() or None)
         ds = ds.shuffle(seed=config.seed).flatten_indices()
         if config.holdout_per_source:
             n_hold = min(config.holdout_per_source, len(ds) // 2)
             holdouts.append(ds.select(range(n_hold)))
             ds = ds.select(range(n_hold, len(ds)))
-        if config.limit_per_source is not None:
-            ds = ds.select(range(min(config.limit_per_source, len(ds))))
+        limit = source_limit if source_limit is not None else config.limit_per_source
+        if limit is not None:
+            ds = ds.select(range(min(limit, len(ds))))
         pools.append(ds)
     pool = concatenate_datasets(pools).flatten_indices()
     holdout = concatenate_datasets(holdouts).flatten_indices() if holdouts else None
@@ -444,7 +450,7 @@ def _sources_with_licenses(sources: list[str]) -> list[dict]:
 
     out = []
     for spec in sources:
-        name, split = _split_source(spec)
+        name, split, _ = _split_source(spec)
         bench = BENCHMARKS.get(name)
         out.append({"name": name, "split": split, "hub_id": bench.hub[0] if bench and bench.hub else None,
                     "license": (bench.license if bench else "") or "see the source"})
