@@ -1,0 +1,155 @@
+"""SAERL ordering: modes, determinism, cluster-first batches, mixing share, alignment, quality filter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from saerl_hf.curriculum import (
+    CurriculumError,
+    add_curriculum_rank,
+    batch_stats,
+    curriculum_order,
+    filter_quality,
+    sort_by_curriculum,
+    validate_alignment,
+)
+
+
+def _signals(n=203, k=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, k, n), rng.random(n)
+
+
+@pytest.mark.parametrize("mode", ["random", "difficulty", "cluster", "saerl"])
+@pytest.mark.parametrize("mixing", [0.0, 0.25, 1.0])
+def test_every_mode_is_a_seeded_permutation(mode, mixing):
+    c, d = _signals()
+    d = np.floor(d * 5)  # integer levels: ties are broken by the seed
+    a = curriculum_order(len(c), 8, mode, c, d, mixing, seed=1)
+    assert np.array_equal(np.sort(a), np.arange(len(c)))
+    assert np.array_equal(a, curriculum_order(len(c), 8, mode, c, d, mixing, seed=1))
+    assert not np.array_equal(a, curriculum_order(len(c), 8, mode, c, d, mixing, seed=2))
+
+
+def test_difficulty_mode_is_global_easy_to_hard():
+    c, d = _signals()
+    order = curriculum_order(len(c), 8, "difficulty", c, d)
+    assert np.all(np.diff(d[order]) >= 0)
+
+
+def test_saerl_without_mixing_gives_cluster_pure_batches_easy_to_hard_inside_each_cluster():
+    c, d = _signals(n=4 * 48, k=4)  # may leave remainders: those form a few mixed batches
+    b = 8
+    order = curriculum_order(len(c), b, "saerl", c, d, mixing=0.0, seed=3)
+    batches = order[: len(order) // b * b].reshape(-1, b)
+    pure = [len(set(c[row])) == 1 for row in batches]
+    sizes = np.bincount(c)
+    assert sum(pure) == int((sizes // b).sum())  # every full chunk of a cluster is one pure batch
+    for k in range(4):  # a cluster's prompts appear in non-decreasing difficulty along the order
+        seq = d[order][c[order] == k][: (sizes[k] // b) * b]
+        assert np.all(np.diff(seq) >= 0)
+    # batches are interleaved across clusters, not one cluster after another
+    majority = np.array([np.bincount(c[row]).argmax() for row in batches])
+    assert np.mean(majority[1:] != majority[:-1]) > 0.5
+    # cluster mode: same batch structure, no curriculum inside clusters
+    cl = curriculum_order(len(c), b, "cluster", c, d, mixing=0.0, seed=3)
+    assert batch_stats(cl, b, c, d)["mean_purity"] == batch_stats(order, b, c, d)["mean_purity"]
+    assert batch_stats(order, b, c, d)["difficulty_trend"] > 0.8 > batch_stats(cl, b, c, d)["difficulty_trend"]
+
+
+@pytest.mark.parametrize("mixing", [0.25, 0.5, 1.0])
+def test_tail_swap_moves_the_configured_share_between_neighbours_only(mixing):
+    b, k_clusters, per = 8, 4, 64
+    c = np.repeat(np.arange(k_clusters), per)  # sizes are multiples of b: all batches start pure
+    d = np.random.default_rng(0).random(c.size)
+    pure = curriculum_order(c.size, b, "saerl", c, d, mixing=0.0, seed=5)
+    mixed = curriculum_order(c.size, b, "saerl", c, d, mixing=mixing, seed=5)
+    pb, mb = pure.reshape(-1, b), mixed.reshape(-1, b)
+    k = int(round(mixing * b))
+    for i in range(1, len(pb) - 1):  # inner batches exchange exactly k prompts, all from batches i-1 / i+1
+        moved_in = set(mb[i]) - set(pb[i])
+        assert len(moved_in) == k
+        assert moved_in <= set(pb[i - 1]) | set(pb[i + 1])
+    assert len(set(mb[0]) - set(pb[0])) == (k + 1) // 2
+
+
+@pytest.mark.parametrize("b,mixing", [(2, 0.25), (3, 0.25), (5, 0.5)])
+def test_tail_swap_share_holds_on_average_for_small_batches(b, mixing):
+    c = np.repeat(np.arange(4), 60 * b)  # every batch starts pure
+    d = np.random.default_rng(1).random(c.size)
+    pure = curriculum_order(c.size, b, "saerl", c, d, mixing=0.0, seed=2).reshape(-1, b)
+    mixed = curriculum_order(c.size, b, "saerl", c, d, mixing=mixing, seed=2).reshape(-1, b)
+    moved = np.mean([len(set(m) - set(p)) / b for p, m in zip(pure[1:-1], mixed[1:-1])])
+    assert abs(moved - mixing) < 0.02
+    for i in range(1, len(pure) - 1):
+        assert set(mixed[i]) <= set(pure[i - 1]) | set(pure[i]) | set(pure[i + 1])
+
+
+def test_remainders_and_tail_are_reported():
+    c, d = _signals(n=203, k=5)
+    order = curriculum_order(203, 8, "saerl", c, d)
+    assert order.size == 203
+    report = validate_alignment(203, 8)
+    assert (report.num_batches, report.dropped_tail) == (25, 3)
+    assert "3 tail prompts" in report.message()
+
+
+def test_add_rank_sort_and_alignment_on_a_dataset():
+    c, d = _signals(n=100, k=3)
+    ds = Dataset.from_dict({"id": [f"p{i}" for i in range(100)], "cluster": c, "difficulty": d})
+    ranked = add_curriculum_rank(ds, 10, mode="saerl", seed=0)
+    rank = np.array(ranked["curriculum_rank"])
+    assert np.array_equal(np.sort(rank), np.arange(100))
+    assert np.array_equal(np.array(ranked["curriculum_batch"]), rank // 10)
+    ordered = sort_by_curriculum(ranked)
+    assert ordered["curriculum_rank"] == list(range(100))
+    ok = validate_alignment(ordered, 10)
+    assert ok.aligned and ok.sorted_by_rank and ok.dropped_tail == 0
+    bad = validate_alignment(ordered, 8)
+    assert not bad.aligned and "built for 10" in bad.message() and "dropped" in bad.message()
+    with pytest.raises(CurriculumError, match="unique_prompts_per_batch=8"):
+        validate_alignment(ordered, 8, strict=True)
+    assert validate_alignment(ranked, 10).sorted_by_rank is False
+    # re-ranking replaces the columns instead of failing on duplicates
+    again = add_curriculum_rank(ranked, 5, mode="difficulty")
+    assert np.all(np.diff(np.array(d)[np.argsort(again["curriculum_rank"])]) >= 0)
+
+
+def test_errors_name_the_field_and_the_fix():
+    c, d = _signals(n=20)
+    d = d.copy()
+    d[7] = np.nan
+    with pytest.raises(CurriculumError, match="row 7"):
+        curriculum_order(20, 4, "saerl", c, d)
+    with pytest.raises(CurriculumError, match="needs a 'cluster' column"):
+        curriculum_order(20, 4, "cluster", None, None)
+    with pytest.raises(CurriculumError, match="mixing must be in"):
+        curriculum_order(20, 4, "saerl", c, np.zeros(20), mixing=1.5)
+    with pytest.raises(CurriculumError, match="unknown curriculum mode"):
+        curriculum_order(20, 4, "easy")
+    with pytest.raises(CurriculumError, match="nothing would be trained"):
+        validate_alignment(3, 4)
+    with pytest.raises(CurriculumError, match="add_curriculum_rank"):
+        sort_by_curriculum(Dataset.from_dict({"x": [1, 2]}))
+
+
+def test_string_cluster_labels_work():
+    labels = np.array(["algebra", "geometry", "algebra", "number"] * 8)
+    order = curriculum_order(32, 4, "cluster", labels, None, mixing=0.0)
+    assert all(len(set(labels[row])) == 1 for row in order.reshape(-1, 4))
+
+
+def test_filter_quality_threshold_and_keep_fraction():
+    q = [0.9, 0.1, 0.5, None, 0.5, 0.7]
+    ds = Dataset.from_dict({"id": list("abcdef"), "quality": q})
+    kept, counts = filter_quality(ds, threshold=0.5)
+    assert kept["id"] == ["a", "c", "e", "f"]
+    assert counts == {"kept": 4, "dropped_low_quality": 1, "dropped_missing": 1, "threshold": 0.5}
+    kept, counts = filter_quality(ds, keep_fraction=0.6)  # 3 of 5 scored rows, tie at 0.5 -> earliest wins
+    assert kept["id"] == ["a", "c", "f"] and counts["kept"] == 3
+    same, counts = filter_quality(ds)
+    assert len(same) == 6 and counts["kept"] == 6
+    with pytest.raises(CurriculumError, match="either threshold or keep_fraction"):
+        filter_quality(ds, threshold=0.1, keep_fraction=0.5)

@@ -1,0 +1,165 @@
+"""The training script: recipes parse, rewards survive garbage, and real `accelerate launch` runs finish.
+
+The launch tests run the script exactly as users do (subprocess, CPU accelerate config, a YAML recipe)
+and check what a run leaves behind: model, card, metrics and the TRL log history with held-out accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from saerl_hf.curriculum import CurriculumError, add_curriculum_rank
+from saerl_hf.grpo import GRPOScriptArguments, _sampler_setup, parse_args
+from saerl_hf.rewards import REWARD_FUNCS, correctness_reward, format_reward, get_reward_funcs
+
+ROOT = Path(__file__).resolve().parents[1]
+ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
+RECIPES = sorted((ROOT / "recipes").glob("*/grpo/config_*.yaml"))
+
+
+# ----------------------------------------------------------------------------- rewards
+
+
+def test_rewards_score_real_answers_and_survive_garbage():
+    conv = [{"role": "assistant", "content": "7 + 7 = 14.\nAnswer: 14"}]
+    garbage = [None, 12, {"content": None}, [{"role": "assistant", "content": ["x"]}], "\\boxed{" * 500, "9" * 50_000]
+    completions = [conv, "Answer: fourteen", "\\boxed{\\frac{1}{2}}"] + garbage
+    n = len(completions)
+    answers = ["14", "14", "0.5"] + ["14"] * len(garbage)
+    sources = ["mawps", "mawps", "math"] + ["gsm8k", "gsm8k", "math", "gsm8k", "math", "gsm8k"]
+    assert correctness_reward(completions, answer=answers, source=sources) == [1.0, 0.0, 1.0] + [0.0] * len(garbage)
+    fmt = format_reward(completions, source=sources)
+    assert fmt[:3] == [1.0, 0.5, 1.0] and fmt[3:] == [0.0, 0.0, 0.0, 0.0, 0.5, 0.0]
+    assert len(correctness_reward(completions, answer=None, source=None)) == n  # missing columns: zeros
+    assert get_reward_funcs("correctness,format") == [REWARD_FUNCS["correctness"], REWARD_FUNCS["format"]]
+    with pytest.raises(ValueError, match="Known: correctness, format"):
+        get_reward_funcs(["accuracy"])
+
+
+# ----------------------------------------------------------------------------- recipes and arguments
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[f"{p.parts[-3]}/{p.name}" for p in RECIPES])
+def test_recipes_parse_with_trl_parser(recipe):
+    raw = yaml.safe_load(recipe.read_text())
+    gpu = ["--bf16", "false", "--use_cpu", "true", "--use_vllm", "false"] if raw.get("bf16") else []  # parse on CPU
+    script_args, training_args, model_args = parse_args(["--config", str(recipe), "--max_steps", "3", *gpu])
+    assert training_args.max_steps == 3  # command line overrides the YAML
+    assert script_args.curriculum in ("rank", "vanilla")
+    assert training_args.generation_batch_size % training_args.num_generations == 0
+    for name in script_args.reward_funcs:
+        assert name in REWARD_FUNCS
+    if gpu:
+        assert raw["use_vllm"] and raw["dtype"] == "bfloat16" and model_args.model_name_or_path == "Qwen/Qwen2.5-Math-1.5B"
+    if "smollm2" in str(recipe):
+        assert training_args.use_cpu and not training_args.bf16 and training_args.report_to in ([], "none", ["none"])
+        assert training_args.generation_batch_size // training_args.num_generations == 2  # curate's prompts_per_batch
+        assert training_args.max_completion_length >= 48  # room for "Answer: <n>" (cpu-facts calibration)
+    assert len(RECIPES) == 4
+
+
+def test_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    kinds = {}
+    for name in ("cpu", "ddp", "zero2", "fsdp"):
+        cfg = load_config_from_file(str(ROOT / "recipes" / "accelerate_configs" / f"{name}.yaml"))
+        kinds[name] = str(cfg.distributed_type)
+    assert kinds["cpu"].endswith("NO") and kinds["ddp"].endswith("MULTI_GPU")
+    assert kinds["zero2"].endswith("DEEPSPEED") and kinds["fsdp"].endswith("FSDP")
+
+
+def test_rank_curriculum_refuses_a_misaligned_order():
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    ds = Dataset.from_dict({"cluster": [0, 1] * 12, "difficulty": np.linspace(0, 1, 24)})
+    ds = add_curriculum_rank(ds, 3, mode="saerl")  # built for 3 prompts per batch
+    args = GRPOConfig(output_dir="/tmp/unused", per_device_train_batch_size=4, num_generations=2, use_cpu=True,
+                      bf16=False, report_to="none")
+    with pytest.raises(CurriculumError, match="unique_prompts_per_batch=2"):
+        _sampler_setup(GRPOScriptArguments(curriculum="rank"), args, ds)
+    fixed, sampler, _ = _sampler_setup(GRPOScriptArguments(curriculum="saerl"), args, ds)  # rebuilt for B=2
+    assert sampler == "curriculum" and fixed["curriculum_batch"][:4] == [0, 0, 1, 1]
+
+
+# ----------------------------------------------------------------------------- real launches
+
+
+def _launch(tmp_path, model, extra: dict, timeout=600):
+    from saerl_hf.data import load_math_dataset
+
+    ds = load_math_dataset("mawps", limit=40)
+    rng = np.random.default_rng(0)
+    ds = ds.add_column("cluster", rng.integers(0, 3, len(ds))).add_column("difficulty", rng.random(len(ds)))
+    ds.save_to_disk(str(tmp_path / "data"))
+    config = {
+        "model_name_or_path": model,
+        "dataset_name": str(tmp_path / "data"),
+        "curriculum": "saerl",
+        "reward_funcs": ["correctness", "format"],
+        "reward_weights": [1.0, 0.1],
+        "per_device_train_batch_size": 4,
+        "num_generations": 2,
+        "max_completion_length": 4,
+        "max_steps": 3,
+        "learning_rate": 1.0e-4,
+        "use_cpu": True,
+        "bf16": False,
+        "activation_checkpointing": False,
+        "report_to": "none",
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "output_dir": str(tmp_path / "out"),
+        **extra,
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    cmd = [ACCELERATE, "launch", "--config_file", str(ROOT / "recipes/accelerate_configs/cpu.yaml"),
+           "--num_cpu_threads_per_process", "2", str(ROOT / "saerl_hf/grpo.py"), "--config", str(tmp_path / "run.yaml")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return tmp_path / "out", proc
+
+
+def test_accelerate_launch_tiny_run(tiny_model_dir, data_dir, tmp_path):
+    out, _ = _launch(tmp_path, tiny_model_dir, {"heldout_dataset_name": "svamp", "heldout_limit": 4,
+                                                 "heldout_every_steps": 2, "heldout_max_new_tokens": 4})
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    heldout = [h for h in history if "heldout/svamp/accuracy" in h]
+    assert [h["step"] for h in heldout] == [0, 2, 3]  # start, every 2 steps, end
+    train_logs = [h for h in history if "loss" in h]
+    assert [h["step"] for h in train_logs] == [1, 2, 3]
+    assert all("rewards/correctness_reward/mean" in h and "curriculum/difficulty" in h for h in train_logs)
+
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    assert "curriculum-saerl" in card.data.tags and card.data.base_model is None  # local dir: no Hub id
+    assert "| `num_generations` | 2 |" in card.text and "heldout/svamp/accuracy" in card.text
+    summary = json.loads((out / "saerl_training.json").read_text())
+    assert summary["sampler"] == "curriculum" and summary["metrics"]["seconds_per_step"] > 0
+
+
+@pytest.mark.slow
+def test_accelerate_launch_real_smollm2(smollm2_path, data_dir, tmp_path):
+    """Two steps of the real 135M policy (1 prompt x 2 completions x 8 tokens: the recipe shape, scaled down)."""
+    out, proc = _launch(tmp_path, "smollm2-135m", {"max_steps": 2, "max_completion_length": 8, "num_generations": 2,
+                                                   "per_device_train_batch_size": 2, "temperature": 0.8,
+                                                   "learning_rate": 1.0e-5})
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    steps = [h for h in history if "loss" in h]
+    assert len(steps) == 2 and all(np.isfinite(h["loss"]) for h in steps)
+    assert all(0 < h["completions/mean_length"] <= 8 for h in steps)
+    from huggingface_hub import ModelCard
+
+    assert ModelCard.load(out / "README.md").data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
