@@ -1,0 +1,129 @@
+"""Difficulty proxy: ElasticNet on (log1p) SAE features, fitted on a small labelled subset.
+
+Pass rates from rollouts are the expensive label; the proxy learns them (or human levels) once and then
+scores any featurized prompt for the cost of a sparse dot product. Output column ``difficulty``: higher =
+harder (labels where higher means easier, such as ``pass_rate``, are sign-flipped at fit time).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from saerl_hf.signals.matrix import (
+    SAE,
+    LinearProbe,
+    apply_scaler,
+    dataset_matrix,
+    fit_scaler,
+    identity_for,
+    linear_scores,
+    numeric_labels,
+    require_source,
+    transform,
+)
+from saerl_hf.signals.persistence import SignalLabelError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DifficultyConfig:
+    """How the difficulty proxy is fitted (every field is also a ``report-signals``/recipe option)."""
+
+    label_column: str = field(default="level", metadata={"help": "Numeric label column: MATH 'level', Omni-MATH "
+                                                                 "difficulty (also 'level'), or 'pass_rate'."})
+    higher_is_harder: bool | None = field(default=None, metadata={
+        "help": "Whether larger labels mean harder problems. None: True, except False for 'pass_rate'."})
+    features: str = field(default=SAE, metadata={"help": "'sae' (sparse features) or 'dense_mean' (baseline)."})
+    scaling: str = field(default="log1p", metadata={"help": "log1p | log1p_std | std | none."})
+    l1_ratios: tuple[float, ...] = field(default=(0.1, 0.5, 0.9), metadata={"help": "ElasticNet l1_ratio grid."})
+    n_alphas: int = field(default=12, metadata={"help": "Alphas per l1_ratio on the regularisation path."})
+    cv: int = field(default=5, metadata={"help": "Cross-validation folds for alpha and l1_ratio."})
+    min_labels: int = field(default=50, metadata={"help": "Fewer labelled rows than this is an error."})
+    max_iter: int = field(default=2000, metadata={"help": "Coordinate-descent iterations per fit."})
+    tol: float = field(default=1e-3, metadata={"help": "Coordinate-descent tolerance."})
+    seed: int = field(default=0, metadata={"help": "Seed of the CV split."})
+    output_column: str = field(default="difficulty", metadata={"help": "Column added by apply()."})
+
+    def sign(self) -> float:
+        harder = self.higher_is_harder
+        if harder is None:
+            harder = self.label_column != "pass_rate"
+        return 1.0 if harder else -1.0
+
+
+class DifficultyProbe(LinearProbe):
+    """ElasticNetCV on sparse features; ``predict``/``apply`` give ``difficulty`` (higher = harder)."""
+
+    KIND = "difficulty"
+    LINK = "identity"
+    CONFIG = DifficultyConfig
+
+    def fit(self, dataset) -> DifficultyProbe:
+        """Fit on the rows of ``dataset`` whose label is a number; None/NaN rows are skipped and counted."""
+        from scipy.stats import spearmanr
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import ElasticNetCV
+        from sklearn.model_selection import KFold
+
+        config = self.config
+        require_source(dataset, config.features)  # features first: without them no label matters
+        labels = numeric_labels(dataset, config.label_column)
+        keep = np.flatnonzero(np.isfinite(labels))
+        n_excluded = int(len(labels) - len(keep))
+        if len(keep) < config.min_labels:
+            raise SignalLabelError(
+                f"Only {len(keep)} rows have a numeric '{config.label_column}' label ({n_excluded} are None/NaN); "
+                f"the difficulty proxy needs at least min_labels={config.min_labels}. Fix: label more rows "
+                f"(e.g. with the pass-rate labeller) or lower min_labels."
+            )
+        if n_excluded:
+            logger.info("difficulty: %d of %d rows have no '%s' label and are excluded", n_excluded, len(labels),
+                        config.label_column)
+        target = config.sign() * labels[keep]
+        if np.ptp(target) == 0:
+            raise SignalLabelError(f"All {len(keep)} '{config.label_column}' labels equal {labels[keep][0]}: "
+                                   f"nothing to regress. Fix: use a subset with varied labels.")
+        identity = identity_for(dataset, config.features)
+        matrix = transform(dataset_matrix(dataset, config.features), config.scaling)[keep]
+        center, scale = fit_scaler(matrix, config.scaling)
+        design = apply_scaler(matrix, center, scale)
+
+        start = time.perf_counter()
+        regressor = ElasticNetCV(
+            l1_ratio=list(config.l1_ratios), alphas=config.n_alphas, cv=KFold(config.cv, shuffle=True,
+                                                                             random_state=config.seed),
+            max_iter=config.max_iter, tol=config.tol, n_jobs=1, random_state=config.seed, selection="cyclic",
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            regressor.fit(design, target)
+        fit_seconds = time.perf_counter() - start
+        n_convergence = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+        self._set(regressor.coef_, regressor.intercept_, center, scale, identity)
+        fitted = linear_scores(matrix, self.coef, self.intercept, center, scale)
+        mse_path = np.asarray(regressor.mse_path_)  # (l1_ratios, alphas, folds)
+        self.metrics = {
+            "n_rows": int(len(labels)),
+            "n_labelled": int(len(keep)),
+            "n_excluded_missing_label": n_excluded,
+            "label_column": config.label_column,
+            "sign": config.sign(),
+            "alpha": float(regressor.alpha_),
+            "l1_ratio": float(regressor.l1_ratio_),
+            "cv_mse": float(mse_path.mean(axis=-1).min()),
+            "label_variance": float(np.var(target)),
+            # NaN when the fit is constant (every coefficient zero: the features explain nothing).
+            "train_spearman": float(spearmanr(fitted, target).statistic) if np.ptp(fitted) > 0 else float("nan"),
+            "n_nonzero_coef": int(np.count_nonzero(regressor.coef_)),
+            "fit_seconds": round(fit_seconds, 3),
+            "n_convergence_warnings": int(n_convergence),
+        }
+        return self
+

@@ -1,0 +1,236 @@
+"""Diversity: k-means in SAE space (L2-normalised features) and near-duplicate removal.
+
+Clusters group prompts that light up the same features (topic, notation, problem type); the curriculum
+interleaves them so consecutive batches differ. Cosine >= 0.98 inside a cluster is treated as the same
+prompt worded slightly differently.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import sparse as sp
+
+from saerl_hf.signals.matrix import (
+    SAE,
+    _config_from_dict,
+    apply_scaler,
+    batch_matrix,
+    dataset_matrix,
+    fit_scaler,
+    identity_for,
+    require_source,
+    transform,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterConfig:
+    """How the SAE-space clusters are fitted."""
+
+    k: int = field(default=16, metadata={"help": "Number of k-means clusters."})
+    features: str = field(default=SAE, metadata={"help": "'sae' (sparse features) or 'dense_mean' (baseline)."})
+    scaling: str = field(default="log1p", metadata={"help": "Before L2 normalisation: log1p | log1p_std | std | "
+                                                            "none ('std' centres dense features)."})
+    n_init: int = field(default=4, metadata={"help": "k-means restarts (best inertia kept)."})
+    max_iter: int = field(default=300, metadata={"help": "k-means iterations per restart."})
+    seed: int = field(default=0, metadata={"help": "k-means seed."})
+    output_column: str = field(default="cluster", metadata={"help": "Column added by apply()."})
+
+
+def l2_normalise(matrix):
+    """Rows scaled to unit norm (all-zero rows stay zero)."""
+    if sp.issparse(matrix):
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        return sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ matrix
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
+
+
+class ClusterMap:
+    """Picklable batched ``datasets.map`` function adding the cluster id (nearest centroid)."""
+
+    def __init__(self, column, centroids, center, scale, scaling, features):
+        self.column, self.centroids = column, np.asarray(centroids, np.float64)
+        self.center, self.scale = np.asarray(center, np.float64), np.asarray(scale, np.float64)
+        self.scaling, self.features = scaling, features
+
+    def unit_rows(self, matrix):
+        return l2_normalise(apply_scaler(transform(matrix, self.scaling), self.center, self.scale))
+
+    def assign(self, matrix) -> np.ndarray:
+        unit = self.unit_rows(matrix)
+        # argmin ||x - c||^2 = argmin ||c||^2 - 2 x.c  (||x|| is 1 or 0 for every row)
+        distance = (self.centroids * self.centroids).sum(axis=1)[None, :] - 2.0 * np.asarray(unit @ self.centroids.T)
+        return np.argmin(distance, axis=1).astype(np.int64)
+
+    def __call__(self, batch: dict) -> dict:
+        return {self.column: self.assign(batch_matrix(batch, self.features, self.centroids.shape[1])).tolist()}
+
+
+class ClusterModel:
+    """k-means on L2-normalised (log1p) features; ``predict``/``apply`` give ``cluster`` ids."""
+
+    KIND = "clusters"
+
+    def __init__(self, config: ClusterConfig | None = None):
+        self.config = config if config is not None else ClusterConfig()
+        self.centroids: np.ndarray | None = None
+        self.center = self.scale = None
+        self.identity: dict = {}
+        self.metrics: dict = {}
+
+    def _require_fitted(self):
+        if self.centroids is None:
+            raise RuntimeError("The cluster model is not fitted. Fix: call .fit(dataset) or .load(dir) first.")
+
+    @property
+    def width(self) -> int:
+        self._require_fitted()
+        return int(self.centroids.shape[1])
+
+    def fit(self, dataset) -> ClusterModel:
+        from sklearn.cluster import KMeans
+
+        config = self.config
+        require_source(dataset, config.features)
+        if len(dataset) < config.k:
+            raise ValueError(f"k={config.k} clusters need at least {config.k} rows; the dataset has {len(dataset)}. "
+                             f"Fix: lower k.")
+        identity = identity_for(dataset, config.features)
+        matrix = transform(dataset_matrix(dataset, config.features), config.scaling)
+        self.center, self.scale = fit_scaler(matrix, config.scaling)
+        unit = l2_normalise(apply_scaler(matrix, self.center, self.scale))
+        start = time.perf_counter()
+        kmeans = KMeans(config.k, n_init=config.n_init, max_iter=config.max_iter, random_state=config.seed)
+        kmeans.fit(unit)
+        self.centroids = np.asarray(kmeans.cluster_centers_, np.float64)
+        self.identity = identity
+        labels = self.map_function().assign(dataset_matrix(dataset, config.features, width=self.width
+                                                           if config.features == SAE else None))
+        self.metrics = {
+            "n_rows": len(dataset),
+            "k": config.k,
+            "inertia": float(kmeans.inertia_),
+            "cluster_sizes": np.bincount(labels, minlength=config.k).tolist(),
+            "fit_seconds": round(time.perf_counter() - start, 3),
+        }
+        return self
+
+    def map_function(self) -> ClusterMap:
+        self._require_fitted()
+        return ClusterMap(self.config.output_column, self.centroids, self.center, self.scale, self.config.scaling,
+                          self.config.features)
+
+    def _design(self, dataset):
+        from saerl_hf.signals.persistence import check_identity, check_width
+
+        require_source(dataset, self.config.features)
+        check_identity(self.identity, identity_for(dataset, self.config.features), "cluster model")
+        matrix = dataset_matrix(dataset, self.config.features, width=self.width if self.config.features == SAE
+                                else None)
+        check_width(self.width, matrix, "cluster model")
+        return matrix
+
+    def predict(self, dataset) -> np.ndarray:
+        self._require_fitted()
+        return self.map_function().assign(self._design(dataset))
+
+    def fingerprint(self) -> str:
+        from saerl_hf.signals.persistence import fingerprint_of
+
+        self._require_fitted()
+        return fingerprint_of(self.KIND, self.config.output_column, self.config.scaling, self.config.features,
+                              self.centroids, self.center, self.scale)
+
+    def apply(self, dataset, batch_size: int = 1000, **map_kwargs):
+        """``dataset`` with the ``cluster`` column; fingerprint = f(input fingerprint, fitted centroids)."""
+        from saerl_hf.signals.persistence import fingerprint_of
+        from saerl_hf.sparse import write_provenance
+
+        self._design(dataset.select(range(min(1, len(dataset)))))
+        out = dataset.map(self.map_function(), batched=True, batch_size=batch_size,
+                          new_fingerprint=fingerprint_of(dataset._fingerprint, self.fingerprint()),
+                          desc=f"clusters -> {self.config.output_column}", **map_kwargs)
+        return write_provenance(out, {"model_fingerprint": self.fingerprint(), "column": self.config.output_column,
+                                      "metrics": self.metrics}, key=self.KIND)
+
+    def save(self, directory):
+        from saerl_hf.signals.persistence import save_model
+
+        self._require_fitted()
+        return save_model(directory, self.KIND,
+                          {"centroids": self.centroids, "center": self.center, "scale": self.scale},
+                          {"config": asdict(self.config), "identity": self.identity, "feature_width": self.width,
+                           "metrics": self.metrics})
+
+    @classmethod
+    def load(cls, directory) -> ClusterModel:
+        from saerl_hf.signals.persistence import load_model
+
+        arrays, payload = load_model(directory, cls.KIND)
+        model = cls(_config_from_dict(ClusterConfig, payload["config"]))
+        model.centroids, model.center, model.scale = arrays["centroids"], arrays["center"], arrays["scale"]
+        model.identity, model.metrics = payload["identity"], payload.get("metrics", {})
+        return model
+
+
+def _normalised_text(text) -> str:
+    return re.sub(r"\s+", " ", str(text or "")).strip()
+
+
+def deduplicate(dataset, threshold: float = 0.98, text_column: str = "problem", cluster_column: str | None = "cluster",
+                features: str = SAE, scaling: str = "log1p", chunk: int = 2048):
+    """Drop exact duplicates of ``text_column`` (whitespace-normalised), then rows whose feature cosine to an
+    earlier kept row of the same cluster is >= ``threshold``. The first occurrence is kept.
+
+    Returns ``(deduplicated_dataset, counts)`` with counts ``n_in``, ``exact_duplicates``,
+    ``near_duplicates``, ``n_kept``. ``cluster_column=None`` compares all rows with each other.
+    """
+    from tqdm.auto import tqdm
+
+    if text_column not in dataset.column_names:
+        raise ValueError(f"No '{text_column}' column to compare texts (columns: {dataset.column_names}).")
+    if cluster_column is not None and cluster_column not in dataset.column_names:
+        raise ValueError(f"No '{cluster_column}' column. Fix: add it with ClusterModel.apply(dataset) first, or "
+                         f"pass cluster_column=None to compare all rows.")
+    seen: set[str] = set()
+    exact_drop = np.zeros(len(dataset), dtype=bool)
+    for row, text in enumerate(dataset[text_column]):
+        key = _normalised_text(text)
+        if key in seen:
+            exact_drop[row] = True
+        seen.add(key)
+
+    near_drop = np.zeros(len(dataset), dtype=bool)
+    groups = np.asarray(dataset[cluster_column]) if cluster_column is not None else np.zeros(len(dataset), int)
+    matrix = transform(dataset_matrix(dataset, features), scaling)
+    unit = l2_normalise(apply_scaler(matrix, *fit_scaler(matrix, scaling))).astype(np.float32)
+    unit = unit.tocsr() if sp.issparse(unit) else unit
+    for group in tqdm(np.unique(groups), desc="near-duplicates", leave=False):
+        rows = np.flatnonzero((groups == group) & ~exact_drop)
+        if len(rows) < 2:
+            continue
+        block = unit[rows]
+        dropped = np.zeros(len(rows), dtype=bool)
+        for lo in range(0, len(rows), chunk):
+            sims = block[lo:lo + chunk] @ block.T
+            sims = sims.toarray() if sp.issparse(sims) else np.asarray(sims)
+            for offset in range(sims.shape[0]):
+                i = lo + offset
+                if dropped[i]:
+                    continue
+                later = np.flatnonzero(sims[offset, i + 1:] >= threshold) + i + 1
+                dropped[later] = True
+        near_drop[rows[dropped]] = True
+    keep = np.flatnonzero(~(exact_drop | near_drop))
+    counts = {"n_in": len(dataset), "exact_duplicates": int(exact_drop.sum()),
+              "near_duplicates": int(near_drop.sum()), "n_kept": int(len(keep))}
+    logger.info("deduplicate: %s", counts)
+    return dataset.select(keep), counts

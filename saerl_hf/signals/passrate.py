@@ -1,0 +1,94 @@
+"""Pass-rate labels (open-r1 style): k sampled completions per prompt, scored against ``answer``.
+
+This is the expensive label the difficulty proxy replaces: run it on a small subset, fit
+``DifficultyProbe(DifficultyConfig(label_column="pass_rate"))`` on it (higher pass rate = easier, the probe
+flips the sign), and score everything else from SAE features.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+
+# One (model, tokenizer) per process and model path: the map function itself stays small and picklable.
+_LOADED: dict[str, tuple[object, object]] = {}
+
+
+@dataclass
+class PassRateConfig:
+    """How pass rates are sampled."""
+
+    model: str = field(default="smollm2-135m", metadata={"help": "Policy whose pass rate is measured: alias, dir "
+                                                                 "or Hub id."})
+    k: int = field(default=4, metadata={"help": "Sampled completions per prompt."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Completion budget per sample."})
+    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling."})
+    generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
+    seed: int = field(default=0, metadata={"help": "Base seed; each map batch derives its own from its problems."})
+    problem_column: str = field(default="problem", metadata={"help": "Problem text column."})
+    answer_column: str = field(default="answer", metadata={"help": "Gold answer column."})
+    source_column: str = field(default="source", metadata={"help": "Source column (picks prompt/answer family)."})
+
+
+def _load(model_name: str):
+    if model_name not in _LOADED:
+        from saerl_hf.models import load_model, load_tokenizer
+
+        model = load_model(model_name)
+        model.eval()
+        _LOADED[model_name] = (model, load_tokenizer(model_name, padding_side="left"))
+    return _LOADED[model_name]
+
+
+class PassRateLabeller:
+    """Batched ``datasets.map`` function adding ``pass_rate`` (fraction of k samples correct) and
+    ``n_samples``. Holds only its config; the model loads lazily, once per process."""
+
+    def __init__(self, config: PassRateConfig | None = None):
+        self.config = config if config is not None else PassRateConfig()
+        if self.config.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.config.k}.")
+
+    def __call__(self, batch: dict) -> dict:
+        from saerl_hf.answers import is_correct
+        from saerl_hf.generation import generate
+        from saerl_hf.prompts import family_of, render_prompt
+
+        config = self.config
+        for column in (config.problem_column, config.answer_column):
+            if column not in batch:
+                raise KeyError(f"The pass-rate labeller needs a '{column}' column (batch has {list(batch)}).")
+        problems, golds = batch[config.problem_column], batch[config.answer_column]
+        sources = batch.get(config.source_column) or [None] * len(problems)
+        model, tokenizer = _load(config.model)
+        prompts = [render_prompt(tokenizer, p, s) for p, s in zip(problems, sources)]
+        seed = (config.seed * 1_000_003 + zlib.crc32("\x1f".join(problems).encode())) % (2**31)
+        completions = generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
+                               temperature=config.temperature, top_p=config.top_p, n=config.k,
+                               batch_size=config.generation_batch_size, seed=seed)
+        pass_rates, n_samples = [], []
+        for samples, gold, source in zip(completions, golds, sources):
+            family = family_of(source)
+            correct = [is_correct(text, str(gold) if gold is not None else "", family) for text in samples]
+            n_samples.append(len(samples))
+            pass_rates.append(sum(correct) / len(samples) if samples else float("nan"))
+        return {"pass_rate": pass_rates, "n_samples": n_samples}
+
+    def fingerprint(self) -> str:
+        from saerl_hf.models import model_identity
+        from saerl_hf.signals.persistence import fingerprint_of
+
+        return fingerprint_of("passrate", model_identity(self.config.model),
+                              json.dumps(asdict(self.config), sort_keys=True))
+
+
+def label_pass_rates(dataset, config: PassRateConfig | None = None, batch_size: int = 32, **map_kwargs):
+    """``dataset`` with ``pass_rate`` and ``n_samples``; cached by (input fingerprint, model, settings)."""
+    from saerl_hf.signals.persistence import fingerprint_of
+
+    labeller = PassRateLabeller(config)
+    return dataset.map(labeller, batched=True, batch_size=batch_size,
+                       new_fingerprint=fingerprint_of(dataset._fingerprint, labeller.fingerprint()),
+                       desc=f"pass@{labeller.config.k} labels", **map_kwargs)

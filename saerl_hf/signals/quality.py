@@ -1,0 +1,146 @@
+"""Quality probe: logistic regression on SAE features, target-distribution prompts vs noisy/off-domain ones.
+
+Negatives need no hand labelling: ``corruptions.make_quality_dataset`` derives them from clean prompts.
+Output column ``quality`` is P(clean); ``keep`` filters by a threshold or keeps a top fraction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse as sp
+
+from saerl_hf.signals.matrix import (
+    SAE,
+    LinearProbe,
+    apply_scaler,
+    dataset_matrix,
+    fit_scaler,
+    identity_for,
+    linear_scores,
+    numeric_labels,
+    require_source,
+    sigmoid,
+    transform,
+)
+from saerl_hf.signals.persistence import SignalLabelError, check_identity
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class QualityConfig:
+    """How the quality probe is fitted."""
+
+    label_column: str = field(default="is_clean", metadata={"help": "1 = target-distribution prompt, 0 = noisy."})
+    features: str = field(default=SAE, metadata={"help": "'sae' (sparse features) or 'dense_mean' (baseline)."})
+    scaling: str = field(default="log1p", metadata={"help": "log1p | log1p_std | std | none."})
+    Cs: int = field(default=8, metadata={"help": "Inverse regularisation strengths tried by CV (log grid)."})
+    cv: int = field(default=5, metadata={"help": "Cross-validation folds for C."})
+    min_per_class: int = field(default=20, metadata={"help": "Fewer labelled rows in a class is an error."})
+    max_iter: int = field(default=2000, metadata={"help": "Solver iterations."})
+    seed: int = field(default=0, metadata={"help": "Seed of the CV split."})
+    output_column: str = field(default="quality", metadata={"help": "Column added by apply(): P(clean)."})
+
+
+class QualityProbe(LinearProbe):
+    """Logistic regression (C by CV on AUROC); ``predict``/``apply`` give P(target distribution)."""
+
+    KIND = "quality"
+    LINK = "sigmoid"
+    CONFIG = QualityConfig
+
+    def fit(self, dataset, negatives=None) -> QualityProbe:
+        """Fit on ``dataset[label_column]`` (1 clean / 0 noisy; None rows skipped and counted), or, when
+        ``negatives`` is given, on every row of ``dataset`` as positive and every row of ``negatives`` as
+        negative (both featurized with the same SAE)."""
+        config = self.config
+        require_source(dataset, config.features)
+        identity = identity_for(dataset, config.features)
+        matrix = dataset_matrix(dataset, config.features)
+        if negatives is None:
+            labels = numeric_labels(dataset, config.label_column)
+        else:
+            check_identity(identity, identity_for(negatives, config.features), "negatives of the quality probe")
+            neg = dataset_matrix(negatives, config.features, width=matrix.shape[1] if config.features == SAE else None)
+            matrix = sp.vstack([matrix, neg]).tocsr() if sp.issparse(matrix) else np.vstack([matrix, neg])
+            labels = np.r_[np.ones(len(dataset)), np.zeros(len(negatives))]
+        keep = np.flatnonzero(np.isfinite(labels))
+        n_excluded = int(len(labels) - len(keep))
+        y = labels[keep]
+        bad = sorted(set(np.unique(y).tolist()) - {0.0, 1.0})
+        if bad:
+            raise SignalLabelError(f"Quality labels must be 0 or 1; '{config.label_column}' also holds {bad[:5]}. "
+                                   f"Fix: 1 for target-distribution prompts, 0 for noisy ones.")
+        counts = {int(c): int((y == c).sum()) for c in (0, 1)}
+        if min(counts.values()) < config.min_per_class:
+            raise SignalLabelError(
+                f"The quality probe needs >= {config.min_per_class} rows per class; got {counts[1]} clean and "
+                f"{counts[0]} noisy ({n_excluded} unlabelled). Fix: add negatives with "
+                f"`corruptions.make_quality_dataset` or lower min_per_class."
+            )
+        return self._fit_arrays(transform(matrix, config.scaling)[keep], y, identity, len(labels), n_excluded)
+
+    def _fit_arrays(self, matrix, y, identity, n_rows, n_excluded):
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegressionCV
+        from sklearn.metrics import roc_auc_score
+        from sklearn.model_selection import StratifiedKFold
+
+        config = self.config
+        center, scale = fit_scaler(matrix, config.scaling)
+        start = time.perf_counter()
+        classifier = LogisticRegressionCV(
+            Cs=config.Cs, cv=StratifiedKFold(config.cv, shuffle=True, random_state=config.seed),
+            l1_ratios=(0.0,), scoring="roc_auc", use_legacy_attributes=False, max_iter=config.max_iter,
+            class_weight="balanced", n_jobs=1,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            classifier.fit(apply_scaler(matrix, center, scale), y)
+        fit_seconds = time.perf_counter() - start
+        self._set(classifier.coef_.ravel(), classifier.intercept_.ravel()[0], center, scale, identity)
+        train_p = sigmoid(linear_scores(matrix, self.coef, self.intercept, center, scale))
+        self.metrics = {
+            "n_rows": int(n_rows),
+            "n_labelled": int(len(y)),
+            "n_excluded_missing_label": int(n_excluded),
+            "n_clean": int((y == 1).sum()),
+            "n_noisy": int((y == 0).sum()),
+            "C": float(np.ravel(classifier.C_)[0]),
+            "cv_auroc": float(np.asarray(classifier.scores_).mean(axis=0).max()),
+            "train_auroc": float(roc_auc_score(y, train_p)),
+            "fit_seconds": round(fit_seconds, 3),
+            "n_convergence_warnings": int(sum(issubclass(w.category, ConvergenceWarning) for w in caught)),
+        }
+        return self
+
+    def keep(self, dataset, threshold: float | None = None, top_fraction: float | None = None):
+        """Rows to keep: ``quality >= threshold``, or the ``top_fraction`` best (ties broken by row order).
+
+        Returns ``(filtered_dataset, counts)``; the ``quality`` column is added first when absent.
+        """
+        return keep_by_quality(dataset if self.config.output_column in dataset.column_names else self.apply(dataset),
+                               threshold, top_fraction, self.config.output_column)
+
+
+def keep_by_quality(dataset, threshold: float | None = None, top_fraction: float | None = None,
+                    column: str = "quality"):
+    """Filter a dataset that already has a quality column; see ``QualityProbe.keep``."""
+    if (threshold is None) == (top_fraction is None):
+        raise ValueError("Pass exactly one of threshold= (e.g. 0.5) or top_fraction= (e.g. 0.8).")
+    scores = np.asarray(dataset[column], dtype=np.float64)
+    if threshold is not None:
+        rows = np.flatnonzero(scores >= threshold)
+    else:
+        if not 0.0 < top_fraction <= 1.0:
+            raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}.")
+        n_keep = int(round(top_fraction * len(scores)))
+        rows = np.sort(np.argsort(-scores, kind="stable")[:n_keep])
+    counts = {"n_in": len(scores), "n_kept": int(len(rows)), "n_dropped": int(len(scores) - len(rows))}
+    logger.info("quality filter kept %d of %d rows", counts["n_kept"], counts["n_in"])
+    return dataset.select(rows), counts

@@ -1,0 +1,50 @@
+"""`saerl-hf report-signals` end to end on real MATH text with the tiny random reader (small sizes).
+
+Checks that the command writes the markdown and every figure it links, with the measured tables and the
+cost rows; the numbers themselves are meaningless for a random reader (the real ones are in docs/signals.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import torch
+
+from saerl_hf.cli import main as cli
+
+
+def _random_sae(path):
+    from sae_lens import TopKTrainingSAE, TopKTrainingSAEConfig
+
+    torch.manual_seed(0)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(k=8, d_in=64, d_sae=256, device="cpu"))
+    sae.cfg.metadata.hook_name = "model.layers.2"
+    sae.save_inference_model(str(path))
+    return str(path)
+
+
+def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, data_dir):
+    sae = _random_sae(tmp_path / "sae")
+    out = tmp_path / "docs" / "signals.md"
+    args = ["report-signals", "--model", tiny_model_dir, "--sae", sae, "--n_train", "80", "--n_test", "40",
+            "--n_quality_train", "40", "--clusters_k", "3", "--n_passrate", "2", "--passrate_max_new_tokens", "4",
+            "--bootstrap", "20", "--cache_dir", str(tmp_path / "cache"), "--output", str(out),
+            "--img_dir", str(tmp_path / "docs" / "img")]
+    assert cli(args) == 0
+    text = out.read_text()
+    for heading in ("## Difficulty", "## Quality", "## Diversity", "## Cost", "## Verdict"):
+        assert heading in text
+    for row in ("| SAE, ElasticNetCV |", "| dense, ElasticNetCV |", "| prompt length (tokens) |",
+                "| SAE, logistic |", "| dense, logistic |", "| SAE k-means |", "| dense k-means |",
+                "| pass-rate labeller, k=4, 4 new tokens |"):
+        assert row in text, row
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(images) == 4 and all((out.parent / image).is_file() for image in images)
+    results = json.loads((tmp_path / "cache" / "results.json").read_text())
+    assert results["difficulty"]["SAE, ElasticNetCV"]["round_trip_identical"] is True
+    assert results["cost"]["passrate"]["prompts"] == 2
+    # re-rendering from the cached results gives the same page
+    out.write_text("")
+    assert cli(args + ["--render_only", "true"]) == 0
+    assert out.read_text() == text
