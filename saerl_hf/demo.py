@@ -23,7 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class DemoConfig:
-    """Sizes of the demo; the defaults fit ~15 minutes on 2 CPU cores with SmolLM2-135M."""
+    """Sizes of the demo; the defaults aim at ~10-15 minutes on 2 idle CPU cores with SmolLM2-135M (plus ~5 min
+    once to train a small SAE when none is cached). A demo, not evidence: docs/RESULTS.md holds the comparison."""
 
     output_dir: str = field(default="outputs/demo", metadata={"help": "Everything the demo writes."})
     model: str = field(default="smollm2-135m", metadata={"help": "Reader and policy model (alias, dir, Hub id)."})
@@ -35,19 +36,19 @@ class DemoConfig:
     sae_k: int = field(default=32, metadata={"help": "k of the demo TopK SAE."})
     sae_max_texts: int | None = field(default=None, metadata={"help": "Cap on SAE training texts (tests)."})
     sources: list[str] = field(default_factory=lambda: [
-        "mawps_singleop@300", "mawps_addsub@200", "mawps_multiarith@200", "asdiv@300", "svamp@200",
-        "gsm8k:train@200"], metadata={"help": "Pool (name[:split][@limit])."})
-    holdout_per_source: int = field(default=20, metadata={"help": "Held-out rows per source."})
+        "mawps_singleop@150", "mawps_addsub@120", "mawps_multiarith@120", "asdiv@150", "svamp@120",
+        "gsm8k:train@100"], metadata={"help": "Pool (name[:split][@limit])."})
+    holdout_per_source: int = field(default=10, metadata={"help": "Held-out rows per source."})
     inject_noise: float = field(default=0.1, metadata={"help": "Share of injected low-quality prompts."})
-    steps: int = field(default=12, metadata={"help": "GRPO steps per arm."})
+    steps: int = field(default=8, metadata={"help": "GRPO steps per arm."})
     arms: list[str] = field(default_factory=lambda: ["vanilla", "saerl"], metadata={"help": "Arms to train."})
     seed: int = field(default=0, metadata={"help": "Seed of everything."})
     max_completion_length: int = field(default=64, metadata={"help": "GRPO completion budget."})
-    heldout_limit: int = field(default=120, metadata={"help": "Held-out items scored at start and end."})
+    heldout_limit: int = field(default=60, metadata={"help": "Held-out items scored at start and end."})
     grpo_config: str = field(default=str(REPO_ROOT / "recipes/smollm2-135m/grpo/config_saerl.yaml"),
                              metadata={"help": "GRPO recipe the arms share."})
     featurize_batch_size: int = field(default=32, metadata={"help": "Prompts per reader forward."})
-    quality_train_size: int = field(default=400, metadata={"help": "Clean prompts for the quality probe."})
+    quality_train_size: int = field(default=300, metadata={"help": "Clean prompts for the quality probe."})
     n_clusters: int = field(default=6, metadata={"help": "SAE-space clusters."})
 
 
