@@ -243,7 +243,11 @@ def load_run(path: Path) -> dict:
     summary = json.loads((path / "saerl_training.json").read_text())
     state_path = path / "trainer_state.json"
     log_history = json.loads(state_path.read_text())["log_history"] if state_path.is_file() else []
-    rewards = [(e["step"], e["reward"]) for e in log_history if "reward" in e and "step" in e]
+    rewards = {
+        name: [(e["step"], float(e[key])) for e in log_history if key in e and "step" in e]
+        for name, key in (("total", "reward"), ("correctness", "rewards/correctness_reward/mean"),
+                          ("format", "rewards/format_reward/mean"))
+    }
     curve = []
     for entry in summary.get("heldout_curve", []):
         acc = next((v for k, v in entry.items() if k.endswith("/accuracy")), None)
@@ -288,6 +292,9 @@ def aggregate(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
             "wall_clock_s": float(np.mean([r["wall_clock_s"] or 0 for r in seeds.values()])),
             "seconds_per_step": float(np.mean([r["metrics"].get("seconds_per_step", np.nan) for r in seeds.values()])),
             "num_train_rows": [r["num_train_rows"] for r in seeds.values()][0],
+            "late_rewards": {name: float(np.mean([np.mean([v for _, v in r["rewards"][name][-10:]] or [np.nan])
+                                                  for r in seeds.values()]))
+                             for name in ("correctness", "format")},
             "heldout_n": [r["heldout_n"] for r in seeds.values()][0],
         }
     return out
@@ -328,10 +335,16 @@ def compare_arms(agg: dict[str, dict]) -> dict:
     base = agg["vanilla"]
     target = base["mean"][-1]
     final_step = base["steps"][-1]
-    out = {"target_accuracy": target, "final_step": final_step, "arms": {}}
+    n = base.get("heldout_n") or 0
+    # one seed's accuracy on n items has binomial noise; a difference of two such is sqrt(2) wider
+    noise = float(np.sqrt(2 * max(target, 1.0 / max(n, 1)) * (1 - target) / max(n, 1))) if n else None
+    out = {"target_accuracy": target, "final_step": final_step, "noise_2se": None if noise is None else 2 * noise,
+           "vanilla_improved": bool(base["mean"]) and target > base["mean"][0], "arms": {}}
     for arm, a in agg.items():
         at_final = dict(zip(a["steps"], a["mean"])).get(final_step)
-        reach = steps_to_reach(a["steps"], a["mean"], target)
+        # "steps to vanilla's final accuracy" only means something if vanilla ended above where it started
+        improved = bool(base["mean"]) and target > base["mean"][0]
+        reach = steps_to_reach(a["steps"], a["mean"], target) if improved else None
         out["arms"][arm] = {
             "final_accuracy": at_final,
             "delta_points": None if at_final is None else round(100 * (at_final - target), 2),
@@ -339,6 +352,10 @@ def compare_arms(agg: dict[str, dict]) -> dict:
             "step_ratio": None if reach is None or not final_step else round(reach / final_step, 3),
             "start_accuracy": a["mean"][0] if a["mean"] else None,
         }
+        if arm != "vanilla" and at_final is not None and noise is not None:
+            gap = at_final - target
+            out["arms"][arm]["verdict"] = ("tie (within ±2 SE of the held-out noise)" if abs(gap) <= 2 * noise
+                                           else ("win" if gap > 0 else "loss"))
     return out
 
 
@@ -360,12 +377,29 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
         final = f"{_pct(a['mean'][-1])} ± {_pct(a['std'][-1])}" if a["mean"] else "n/a"
         ratio = info.get("step_ratio")
         reach = info.get("steps_to_vanilla_final")
-        reach_text = "never" if reach is None and info else (f"{reach} ({ratio:.0%})" if ratio is not None else "-")
+        if not analysis.get("vanilla_improved", True):
+            reach_text = "n/a (vanilla ended below its start)"
+        else:
+            reach_text = "never" if reach is None and info else (f"{reach} ({ratio:.0%})" if ratio is not None else "-")
         lines.append(
             f"| {ARM_LABELS.get(arm, arm)} | {','.join(map(str, a['seeds']))} | {a['num_train_rows']} | "
             f"{a['heldout_n']} | {_pct(info.get('start_accuracy'))} | {final} | {info.get('delta_points', 'n/a')} "
             f"| {reach_text} | {a['seconds_per_step']:.1f} | {a['wall_clock_s'] / 60:.1f} min |"
         )
+    if analysis:
+        lines += ["", "## Verdict", ""]
+        for arm, info in arms.items():
+            if "verdict" in info:
+                lines.append(f"- **{ARM_LABELS.get(arm, arm)} vs vanilla: {info['verdict']}** — Δ {info['delta_points']} "
+                             f"points at step {analysis['final_step']} (noise ±{100 * analysis['noise_2se']:.1f} points "
+                             f"at 2 SE for n={agg['vanilla']['heldout_n']}); steps to vanilla's final accuracy: "
+                             f"{info['steps_to_vanilla_final']} of {analysis['final_step']}.")
+        finished = {arm: a["seeds"] for arm, a in agg.items()}
+        lines.append(f"- Planned runs: {config.runs}; finished: {finished}.")
+    lines += ["", "Training signal (mean over the last 10 logged steps, then over seeds):", "",
+              "| arm | correctness reward | format reward |", "|---|---|---|"]
+    for arm, a in agg.items():
+        lines.append(f"| {arm} | {a['late_rewards']['correctness']:.3f} | {a['late_rewards']['format']:.3f} |")
     lines += ["", "Per-seed held-out accuracy (%) by step:", ""]
     for arm, a in agg.items():
         for seed, curve in sorted(a["per_seed"].items()):
