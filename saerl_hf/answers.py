@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 
+from saerl_hf.data import last_boxed
 from saerl_hf.prompts import cut_completion
 
 logger = logging.getLogger(__name__)
@@ -39,34 +40,12 @@ WORKER_START_TIMEOUT_S = 120.0
 
 # ----------------------------------------------------------------------------- extraction
 
-_BOXED_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BOXED_BARE = re.compile(r"\\boxed\s+([^\s$]+)")
 _HASH_MARK = re.compile(r"####\s*(.*)")
 _ANSWER_IS = re.compile(r"answer\s+is\s*[:：]?\s*(.*)", re.IGNORECASE)
 _ANSWER_COLON = re.compile(r"answer\s*[:：]\s*(.*)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|-?\.\d+")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
 _INLINE_MATH = re.compile(r"\$\$?(.+?)\$\$?|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
-
-
-def _last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}``/``\\fbox{...}`` with balanced braces (``\\boxed 5`` too)."""
-    starts = [m.end() for m in _BOXED_START.finditer(text)]
-    for start in reversed(starts[-20:]):  # bounded: degenerate outputs repeat "\boxed{" thousands of times
-        depth = 1
-        for pos in range(start, len(text)):
-            char = text[pos]
-            if char == "{":
-                depth += 1
-            elif char == "}":
-                depth -= 1
-                if depth == 0:
-                    content = text[start:pos].strip()
-                    if content:
-                        return content
-                    break
-    bare = list(_BOXED_BARE.finditer(text))
-    return bare[-1].group(1) if bare else None
 
 
 def _clean_span(span: str) -> str:
@@ -118,7 +97,7 @@ def extract_answer(text: str, family: str | None = None) -> str | None:
     text = cut_completion(text)[-MAX_TEXT_CHARS:]
     if not text.strip():
         return None
-    boxed = _last_boxed(text)
+    boxed = last_boxed(text)
     if boxed:
         return boxed
     elementary = family == "elementary"
@@ -241,7 +220,7 @@ def is_correct(prediction: str, gold: str, family: str | None = None, timeout_s:
         if answer is None:
             return False
         gold = gold.strip()
-        boxed_gold = _last_boxed(gold)  # a gold given as a full solution
+        boxed_gold = last_boxed(gold)  # a gold given as a full solution
         gold = boxed_gold or gold
         quick = _quick_verdict(answer, gold)
         if quick is not None:

