@@ -136,7 +136,7 @@ def _print_summary(out: Path, summary: dict, results: dict) -> None:
     print(f"  curate summary       {out / 'curated' / 'summary.json'}")
     print(f"  GRPO runs + models   {out / 'experiment' / 'runs'}")
     print("Next: `saerl-hf push <curated dir> --repo-id <you>/<name> --revision v1` publishes the curated set;")
-    print("      docs/RESULTS.md holds the full multi-seed comparison.")
+    print("      docs/RESULTS.md holds the testbed comparison (python -m saerl_hf.experiment).")
     print("=" * 72)
 
 
