@@ -63,9 +63,12 @@ def test_curated_dir_has_every_column_artefact_and_count(curated):
 
 def test_rerun_reuses_every_stage_and_gives_the_same_hash(curated, tiny_model_dir, tiny_sae_dir):
     out, summary = curated
+    markers = {p: p.stat().st_mtime_ns for p in (out / "stages").rglob("_SAERL_STAGE_DONE.json")}
+    assert len(markers) > 9, "every stage and featurize chunk left a done marker"
     again = run_curate(small_config(tiny_model_dir, tiny_sae_dir, out))
     assert again["content_hash"] == summary["content_hash"]
-    assert again["timings_s"]["total_this_run"] < summary["timings_s"]["total_this_run"]
+    after = {p: p.stat().st_mtime_ns for p in (out / "stages").rglob("_SAERL_STAGE_DONE.json")}
+    assert after == markers, "a rerun reuses every finished stage instead of rewriting it"
 
 
 def test_other_settings_in_the_same_dir_are_refused(curated, tiny_model_dir, tiny_sae_dir):
