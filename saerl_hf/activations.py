@@ -4,10 +4,16 @@ SAERL only needs the residual stream at the SAE's layer, so the forward pass sto
 ``layers[L]`` captures its output and raises :class:`_StopForward`, so the layers above ``L`` and the LM head
 (the 49k-vocab head dominates SmolLM2's cost) never run. The captured tensor equals ``hidden_states[L + 1]``
 of a full forward.
+
+Prompts that share a prefix (the chat template's system turn, a few-shot block) need not recompute it: with
+:func:`prefix_cache` the shared tokens run once, and :func:`residual_stream` continues every row of a batch
+from that KV cache (``past``), giving the same activations as the whole prompt within float tolerance.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import re
 
 import torch
@@ -72,14 +78,13 @@ def check_layer(model, layer: int) -> int:
     return layer
 
 
-@torch.no_grad()
-def residual_stream(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, layer: int) -> torch.Tensor:
-    """Output of block ``layer`` for a batch, running nothing above it. Shape (batch, seq, d_model).
+def cache_keyword(module) -> str:
+    """The forward argument that takes a KV cache: transformers 5.x renames ``past_key_values`` to ``cache``."""
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
-    Batches should be right-padded: with causal attention, real tokens then never see padding and the
-    default position ids are the true positions, so a prompt gives the same activations alone or batched.
-    """
-    check_layer(model, layer)
+
+def _run_to_layer(model, layer: int, **inputs) -> torch.Tensor | None:
+    """Run the decoder stack on ``inputs`` up to block ``layer`` (inclusive); return that block's output."""
     captured: list[torch.Tensor] = []
 
     def capture(_module, _inputs, output):
@@ -88,7 +93,7 @@ def residual_stream(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
 
     handle = decoder_layers(model)[layer].register_forward_hook(capture)
     try:
-        base_model(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        base_model(model)(**inputs)
     except _StopForward:
         pass
     finally:
@@ -96,6 +101,46 @@ def residual_stream(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     if not captured:
         raise ActivationError(f"block {layer} did not run; is `{type(model).__name__}` a decoder-only LM?")
     return captured[0]
+
+
+@torch.no_grad()
+def prefix_cache(model, prefix_ids: list[int], layer: int, device=None):
+    """KV cache of a prompt prefix shared by many rows, for blocks 0..``layer`` (all the early exit runs).
+
+    Pass it as ``past`` to :func:`residual_stream`; it is copied per batch, never modified.
+    """
+    from transformers import DynamicCache
+
+    check_layer(model, layer)
+    if not prefix_ids:
+        raise ActivationError("prefix_cache needs at least one prefix token.")
+    cache = DynamicCache(config=model.config)
+    ids = torch.tensor([list(prefix_ids)], dtype=torch.long, device=device)
+    _run_to_layer(model, layer, input_ids=ids, use_cache=True, **{cache_keyword(base_model(model)): cache})
+    return cache
+
+
+@torch.no_grad()
+def residual_stream(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, layer: int,
+                    past=None) -> torch.Tensor:
+    """Output of block ``layer`` for a batch, running nothing above it. Shape (batch, seq, d_model).
+
+    Batches should be right-padded: with causal attention, real tokens then never see padding and the
+    default position ids are the true positions, so a prompt gives the same activations alone or batched.
+    With ``past`` (a :func:`prefix_cache`), ``input_ids`` are the tokens that follow the shared prefix and
+    the result covers those tokens only.
+    """
+    check_layer(model, layer)
+    if past is None:
+        return _run_to_layer(model, layer, input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    batch = input_ids.shape[0]
+    cache = copy.deepcopy(past)
+    cache.batch_repeat_interleave(batch)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    prefix = torch.ones((batch, past.get_seq_length()), dtype=attention_mask.dtype, device=attention_mask.device)
+    return _run_to_layer(model, layer, input_ids=input_ids, attention_mask=torch.cat([prefix, attention_mask], 1),
+                         use_cache=True, **{cache_keyword(base_model(model)): cache})
 
 
 def right_pad(sequences: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,13 +19,14 @@ import json
 import logging
 import os
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from saerl_hf.activations import ActivationError, check_layer, residual_stream, right_pad
+from saerl_hf.activations import ActivationError, check_layer, prefix_cache, residual_stream, right_pad
 from saerl_hf.models import cache_dir, model_identity, resolve_model_path
 from saerl_hf.sae import SAEHandle, SAELoadError, default_sae_dir, load_sae
 from saerl_hf.sparse import feature_provenance, to_csr, write_provenance
@@ -80,6 +81,10 @@ class FeaturizeConfig:
     id_column: str = field(default="id", metadata={"help": "Column used to name rows in errors; optional."})
     max_length: int = field(default=1024, metadata={"help": "Longer prompts are truncated (counted, warned once)."})
     batch_size: int = field(default=32, metadata={"help": "Prompts per model forward (length-sorted)."})
+    reuse_prefix: bool = field(default=True, metadata={"help": "Run the prompt prefix the rows share (chat system "
+                                                               "turn, few-shot block) once and continue each row "
+                                                               "from its KV cache; same features within float "
+                                                               "tolerance, much less compute."})
     map_batch_size: int = field(default=256, metadata={"help": "Rows per `Dataset.map` batch."})
     dense: bool = field(default=False, metadata={"help": "Also write `dense_mean` (mean raw residual, float32)."})
     num_proc: int | None = field(default=None, metadata={"help": "`Dataset.map` processes."})
@@ -141,7 +146,7 @@ class Featurizer:
                  pooling: str = "mean", top_k: int = 64, prompt_format: str = "chat",
                  problem_column: str = "problem", source_column: str = "source", id_column: str = "id",
                  max_length: int = 1024, batch_size: int = 32, dense: bool = False, device: str | None = None,
-                 dtype: str = "float32", trust_remote_code: bool = False):
+                 dtype: str = "float32", trust_remote_code: bool = False, reuse_prefix: bool = True):
         if pooling not in POOLINGS:
             raise FeaturizeError(f"pooling must be one of {POOLINGS}, got '{pooling}'.")
         if prompt_format not in PROMPT_FORMATS:
@@ -151,6 +156,7 @@ class Featurizer:
         self.problem_column, self.source_column, self.id_column = problem_column, source_column, id_column
         self.max_length, self.batch_size, self.dense = int(max_length), int(batch_size), bool(dense)
         self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
+        self.reuse_prefix = bool(reuse_prefix)
         self._warned_truncation = False
 
     @classmethod
@@ -160,7 +166,7 @@ class Featurizer:
                    problem_column=config.problem_column, source_column=config.source_column,
                    id_column=config.id_column, max_length=config.max_length, batch_size=config.batch_size,
                    dense=config.dense, device=config.device, dtype=config.dtype,
-                   trust_remote_code=config.trust_remote_code)
+                   trust_remote_code=config.trust_remote_code, reuse_prefix=config.reuse_prefix)
 
     # ------------------------------------------------------------------ identity
 
@@ -214,7 +220,8 @@ class Featurizer:
         }
 
     def settings(self) -> dict:
-        """Everything that changes the output (batch size and device do not)."""
+        """Everything that changes the output (batch size, device and prefix reuse change it only within float
+        tolerance, so they are not part of it)."""
         prov = self.provenance()
         prov["model_files"] = _model_files_signature(self.model)
         return prov
@@ -303,6 +310,23 @@ class Featurizer:
             return codes.max(0).values
         return codes.sum(0)
 
+    def _encode_row(self, tokens, sae, k: int, where: str, layer: int) -> tuple:
+        """SAE-encode one row's problem-token activations, pool, keep the top-k: (idx, val, l0, dense mean)."""
+        tokens = tokens.float()
+        if not torch.isfinite(tokens).all():
+            raise ActivationError(f"{where}: NaN/inf activations at block {layer} "
+                                  f"of '{self.model}'. Fix: check the model weights/dtype (try float32).")
+        pooled = self._pool(sae.encode(tokens.to(sae.dtype))).float()
+        if not torch.isfinite(pooled).all():
+            raise ActivationError(f"{where}: NaN/inf SAE codes.")
+        vals, idx = pooled.topk(k)
+        keep = vals != 0
+        idx, vals = idx[keep], vals[keep]
+        order_idx = idx.argsort()
+        dense = tokens.mean(0).cpu().numpy().astype(np.float32) if self.dense else None
+        return (idx[order_idx].cpu().numpy().astype(np.int32), vals[order_idx].cpu().numpy().astype(np.float32),
+                int((pooled != 0).sum()), dense)
+
     @torch.no_grad()
     def __call__(self, batch: dict, indices=None, rank: int | None = None) -> dict:
         if isinstance(indices, int):  # map(with_rank=True) without with_indices passes rank second
@@ -317,39 +341,34 @@ class Featurizer:
         layer = check_layer(model, self.resolved_layer())
         ids, positions = self._prompts(tokenizer, batch, indices)
         n = len(ids)
-        out_idx: list = [None] * n
-        out_val: list = [None] * n
-        out_l0: list = [0] * n
-        out_dense: list = [None] * n
+        rows_out: list = [None] * n
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        order = sorted(range(n), key=lambda i: len(ids[i]))  # length-sorted: little padding per forward
         k = min(self.top_k, int(sae.cfg.d_sae))
-        for start in range(0, n, self.batch_size):
-            rows = order[start : start + self.batch_size]
-            input_ids, mask = right_pad([ids[i] for i in rows], pad_id, device)
-            acts = residual_stream(model, input_ids, mask, layer)
-            for b, i in enumerate(rows):
-                tokens = acts[b, positions[i]].float()
-                if not torch.isfinite(tokens).all():
-                    raise ActivationError(f"{self._row_name(batch, i, indices)}: NaN/inf activations at block {layer} "
-                                          f"of '{self.model}'. Fix: check the model weights/dtype (try float32).")
-                codes = sae.encode(tokens.to(sae.dtype))
-                pooled = self._pool(codes).float()
-                if not torch.isfinite(pooled).all():
-                    raise ActivationError(f"{self._row_name(batch, i, indices)}: NaN/inf SAE codes.")
-                vals, idx = pooled.topk(k)
-                keep = vals != 0
-                idx, vals = idx[keep], vals[keep]
-                order_idx = idx.argsort()
-                out_idx[i] = idx[order_idx].cpu().numpy().astype(np.int32)
-                out_val[i] = vals[order_idx].cpu().numpy().astype(np.float32)
-                out_l0[i] = int((pooled != 0).sum())
-                if self.dense:
-                    out_dense[i] = tokens.mean(0).cpu().numpy().astype(np.float32)
+        # Causal attention: the tokens after a row's last problem token never reach its pooled positions, so
+        # they are not run; the tokens before its first one (the chat template's system turn, a few-shot
+        # block) are shared by the rows and run once per map batch as a KV cache the rows continue from.
+        # A prefix only one row has is not worth a cache: such rows run whole.
+        shared = Counter(tuple(ids[i][: positions[i][0]]) for i in range(n)) if self.reuse_prefix else Counter()
+        starts = [p[0] if shared[tuple(ids[i][: p[0]])] > 1 else 0 for i, p in enumerate(positions)]
+        groups: dict[tuple, list[int]] = {}
+        for i in range(n):
+            groups.setdefault(tuple(ids[i][: starts[i]]), []).append(i)
+        for prefix, members in groups.items():
+            past = prefix_cache(model, list(prefix), layer, device) if prefix else None
+            members.sort(key=lambda i: positions[i][-1] - starts[i])  # length-sorted: little padding
+            for first in range(0, len(members), self.batch_size):
+                rows = members[first : first + self.batch_size]
+                segments = [ids[i][starts[i] : positions[i][-1] + 1] for i in rows]
+                input_ids, mask = right_pad(segments, pad_id, device)
+                acts = residual_stream(model, input_ids, mask, layer, past=past)
+                for b, i in enumerate(rows):
+                    rows_out[i] = self._encode_row(acts[b, [p - starts[i] for p in positions[i]]], sae, k,
+                                                   self._row_name(batch, i, indices), layer)
         STATS["rows"] += n
-        result = {"sae_idx": out_idx, "sae_val": out_val, "sae_l0": out_l0}
+        result = {"sae_idx": [r[0] for r in rows_out], "sae_val": [r[1] for r in rows_out],
+                  "sae_l0": [r[2] for r in rows_out]}
         if self.dense:
-            result["dense_mean"] = out_dense
+            result["dense_mean"] = [r[3] for r in rows_out]
         return result
 
 

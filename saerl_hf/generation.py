@@ -12,6 +12,8 @@ import inspect
 import logging
 from collections.abc import Sequence
 
+from saerl_hf.activations import cache_keyword
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "transformers", "vllm")
@@ -97,8 +99,7 @@ def _greedy_compacting(model, input_ids, attention_mask, max_new_tokens: int, st
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
-    # transformers 5.x renames `past_key_values` to `cache`; pass whichever this model's forward takes.
-    cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache_kw = cache_keyword(model)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                 use_cache=True, logits_to_keep=1, **{cache_kw: cache})

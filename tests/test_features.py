@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from saerl_hf import features as F
-from saerl_hf.activations import ActivationError, residual_stream
+from saerl_hf.activations import ActivationError, prefix_cache, residual_stream, right_pad
 from saerl_hf.features import FeaturizeConfig, FeaturizeError, Featurizer, featurize
 from saerl_hf.models import load_model, load_tokenizer
 from saerl_hf.prompts import problem_span, render_prompt
@@ -51,6 +51,46 @@ def test_early_exit_equals_full_forward_and_skips_upper_layers(tiny):
     with torch.no_grad():
         full = model(**enc, output_hidden_states=True).hidden_states[3]
     torch.testing.assert_close(early, full, rtol=0, atol=1e-6)
+
+
+def _tiny_gemma3():
+    """A tiny random Gemma 3 (sliding-window and global layers, window 6): another family's cache layout."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=6,
+                              layer_types=["sliding_attention", "full_attention"] * 2, max_position_embeddings=128)
+    torch.manual_seed(0)
+    return Gemma3ForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_prefix_cache_continuation_equals_the_whole_prompt(tiny, family):
+    """Rows continued from a shared prefix's KV cache (right-padded) see what the whole prompt gives."""
+    model = tiny[0] if family == "llama" else _tiny_gemma3()
+    gen = torch.Generator().manual_seed(0)
+    prefix = torch.randint(3, 500, (9,), generator=gen).tolist()
+    tails = [torch.randint(3, 500, (n,), generator=gen).tolist() for n in (5, 11, 1)]
+    layer = 2
+    past = prefix_cache(model, prefix, layer)
+    input_ids, mask = right_pad(tails, 0)
+    got = residual_stream(model, input_ids, mask, layer, past=past)
+    assert past.get_seq_length() == len(prefix)  # the shared cache is copied, never extended
+    for row, tail in enumerate(tails):
+        with torch.no_grad():
+            whole = model(input_ids=torch.tensor([prefix + tail]), output_hidden_states=True).hidden_states[layer + 1]
+        torch.testing.assert_close(got[row, : len(tail)], whole[0, len(prefix):], rtol=0, atol=1e-5)
+
+
+def test_reusing_the_prompt_prefix_changes_nothing_but_cost(gsm, tiny_model_dir, tiny_sae):
+    batch = gsm.select(range(8))[:]
+    fast = Featurizer(sae=tiny_sae, model=tiny_model_dir, top_k=32, dense=True, batch_size=3)(batch)
+    whole = Featurizer(sae=tiny_sae, model=tiny_model_dir, top_k=32, dense=True, batch_size=3,
+                       reuse_prefix=False)(batch)
+    for i in range(8):
+        np.testing.assert_array_equal(fast["sae_idx"][i], whole["sae_idx"][i])
+        np.testing.assert_allclose(fast["sae_val"][i], whole["sae_val"][i], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(fast["dense_mean"][i], whole["dense_mean"][i], atol=1e-4, rtol=0)
 
 
 def test_features_equal_a_manual_full_forward_over_problem_tokens(gsm, config, tiny_model_dir, tiny_sae):
