@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 CANONICAL_COLUMNS = ("id", "problem", "answer", "solution", "source", "subject", "level")
 REQUIRED_COLUMNS = ("problem", "answer")
+FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
 
 
 class DataError(ValueError):
@@ -61,6 +63,10 @@ def format_number(value) -> str:
     """``14.0`` -> ``"14"``, ``0.5`` -> ``"0.5"``, strings pass through stripped."""
     if isinstance(value, bool):
         raise TypeError("boolean is not a number")
+    if isinstance(value, (list, tuple, dict, set)) or value is None:
+        raise TypeError(f"expected a string or a number, got {type(value).__name__} {value!r}"[:200])
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
     if isinstance(value, (int, float)):
         if float(value).is_integer():
             return str(int(value))
@@ -249,7 +255,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 f"Fix or remove that line; nothing was loaded."
             ) from err
         if not isinstance(record, dict):
-            raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(record).__name__}.")
+            raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(record).__name__}. Fix: write "
+                            f'one object per line, like {{"problem": ..., "answer": ...}}; nothing was loaded.')
         rows.append(record)
     return rows
 
@@ -258,8 +265,12 @@ def _canonical_rows(records: Iterable[dict], bench_name: str, converter, where: 
                     subject: str | None = None, id_offset: int = 0, skip_unanswered: bool = False) -> list[dict]:
     """Convert raw records; with ``skip_unanswered`` a row whose gold answer is empty is skipped and
     reported (a known quirk of public sets, e.g. MATH train has one empty ``\\boxed{}``)."""
-    rows, skipped = [], []
+    rows, skipped, no_level = [], [], []
     for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataError(f"{where}, row {i}: expected an object with named fields, got {type(record).__name__} "
+                            f"{record!r}"[:300] + ". Fix: make every row an object like "
+                            '{"problem": ..., "answer": ...}; nothing was loaded.')
         try:
             row = converter(record)
         except KeyError as err:
@@ -268,15 +279,22 @@ def _canonical_rows(records: Iterable[dict], bench_name: str, converter, where: 
                 f"Present fields: {sorted(record)}. Fix the file or pass a column mapping."
             ) from err
         except (ValueError, TypeError) as err:
-            raise DataError(f"{where}, row {i}: {err}.") from err
+            raise DataError(f"{where}, row {i}: {err}. Fix: repair or drop that row (nothing was loaded).") from err
         rid = record.get("unique_id") or record.get("id") or record.get("ID")
         row_id = f"{bench_name}/{rid}" if rid is not None else f"{bench_name}/{split}/{id_offset + i}"
         if skip_unanswered and not str(row.get("answer") or "").strip():
             skipped.append(f"row {i} ({row_id})")
             continue
-        rows.append(_finish_row(row, row_id, bench_name, subject, where, i))
+        finished = _finish_row(row, row_id, bench_name, subject, where, i)
+        if finished["level"] is not None and not math.isfinite(finished["level"]):
+            no_level.append(f"row {i}")
+            finished["level"] = None
+        rows.append(finished)
     if skipped:
         logger.warning("%s: skipped %d row(s) with an empty gold answer: %s", where, len(skipped), ", ".join(skipped))
+    if no_level:
+        logger.warning("%s: %d row(s) have a NaN/inf 'level', loaded as unlabelled (None): %s", where, len(no_level),
+                       ", ".join(no_level[:20]) + (" ..." if len(no_level) > 20 else ""))
     return rows
 
 
@@ -293,17 +311,37 @@ def _finish_row(row: dict, row_id: str, source: str, subject: str | None, where:
     for name in REQUIRED_COLUMNS:
         value = out[name]
         if not isinstance(value, str) or not value.strip():
-            raise DataError(f"{where}, row {i}: field '{name}' is empty or not a string ({value!r}).")
+            raise DataError(f"{where}, row {i}: field '{name}' is empty or not a string ({value!r})"[:300]
+                            + f". Fix: give every row a non-empty text '{name}', or drop that row; nothing was loaded.")
     if out["level"] is not None:
-        out["level"] = float(out["level"])
+        try:
+            out["level"] = float(out["level"])
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{where}, row {i}: field 'level' holds {out['level']!r}, which is not a number"[:300]
+                + ". Fix: use numbers (or null) for 'level', or map another column with columns={'level': ...}."
+            ) from None
     for name in ("solution", "subject"):
         if out[name] is not None:
             out[name] = str(out[name])
     return out
 
 
-def _to_dataset(rows: list[dict]):
+def _to_dataset(rows: list[dict], where: str):
+    """The canonical ``Dataset``; refuses an empty result and duplicate ids (ids key resumption and counts)."""
     from datasets import Dataset, Features, Value
+
+    if not rows:
+        raise DataError(f"{where}: no rows to load (the source is empty). Fix: point at a file or split with at "
+                        f"least one row.")
+    first_seen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        if row["id"] in first_seen:
+            raise DataError(
+                f"{where}: duplicate id {row['id']!r} in rows {first_seen[row['id']]} and {i}. Fix: make the ids "
+                f"unique, or drop the id field (then ids are generated from the row number)."
+            )
+        first_seen[row["id"]] = i
 
     features = Features({
         "id": Value("string"), "problem": Value("string"), "answer": Value("string"),
@@ -367,7 +405,7 @@ def _load_benchmark(bench: Benchmark, split: str | None, data_dir, revision: str
             subject = path.stem if bench.subjects_from_file else None
             rows += _canonical_rows(read_jsonl(path), bench.name, bench.converter, str(path), split, subject,
                                     id_offset=len(rows), skip_unanswered=True)
-        return _to_dataset(rows)
+        return _to_dataset(rows, ", ".join(str(f) for f in files))
     if bench.hub is None:
         raise DataError(
             f"'{bench.name}' needs the local files {', '.join(bench.local[split])} under the data dir "
@@ -385,7 +423,7 @@ def _load_benchmark(bench: Benchmark, split: str | None, data_dir, revision: str
             f"Fix: set SAERL_DATA_DIR / --data-dir to a folder with {', '.join(bench.local[split])}, or go online."
         ) from err
     rows = _canonical_rows(raw, bench.name, bench.converter, f"{repo}:{hub_split}", split, skip_unanswered=True)
-    return _to_dataset(rows)
+    return _to_dataset(rows, f"{repo}:{hub_split}")
 
 
 def _generic_converter(columns: dict[str, str]):
@@ -398,7 +436,10 @@ def _generic_converter(columns: dict[str, str]):
             elif canonical in REQUIRED_COLUMNS:
                 raise KeyError(source_name)
         if row.get("answer") is not None and not isinstance(row["answer"], str):
-            row["answer"] = format_number(row["answer"])
+            try:
+                row["answer"] = format_number(row["answer"])
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"field 'answer': {err}") from None
         if "answer" not in row and row.get("solution"):
             row["answer"] = last_boxed(row["solution"])
         return row
@@ -407,6 +448,12 @@ def _generic_converter(columns: dict[str, str]):
 
 
 def _load_file(path: Path, columns: dict[str, str]):
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a data file. Fix: pass a .jsonl/.json/.parquet file; for a "
+                        f"`save_to_disk` dir use `datasets.load_from_disk` (or `saerl-hf featurize --dataset <dir>`).")
+    if path.suffix.lower() not in FILE_SUFFIXES:
+        raise DataError(f"{path}: unsupported file type '{path.suffix or '(none)'}'. Fix: convert it to one of "
+                        f"{', '.join(FILE_SUFFIXES)} (JSON Lines: one JSON object per line).")
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -417,10 +464,14 @@ def _load_file(path: Path, columns: dict[str, str]):
     elif path.suffix == ".json":
         try:
             records = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataError(f"{path}: not valid JSON ({err}).") from err
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not valid UTF-8 (byte {err.start}). Fix: re-encode the file as UTF-8.") from err
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}; a truncated "
+                            f"file ends like this). Fix: repair or regenerate the file; nothing was loaded.") from err
         if not isinstance(records, list):
-            raise DataError(f"{path}: expected a JSON list of objects.")
+            raise DataError(f"{path}: expected a JSON list of objects, got {type(records).__name__}. Fix: wrap the "
+                            f"rows in [...], or write them as JSON Lines (.jsonl).")
     else:
         records = read_jsonl(path)
     rows = _canonical_rows(records, path.stem, _generic_converter(columns), str(path), "file")
@@ -429,7 +480,7 @@ def _load_file(path: Path, columns: dict[str, str]):
             row["id"] = str(record.get(columns.get("id", "id")))
         if record.get(columns.get("source", "source")) is not None:
             row["source"] = str(record[columns.get("source", "source")])
-    return _to_dataset(rows)
+    return _to_dataset(rows, str(path))
 
 
 def _load_hub(repo: str, split: str, columns: dict[str, str], revision: str | None):
@@ -440,7 +491,7 @@ def _load_hub(repo: str, split: str, columns: dict[str, str], revision: str | No
     except Exception as err:  # noqa: BLE001
         raise DataError(f"Could not load '{repo}' (split {split}, revision {revision}) from the Hub: {err}") from err
     rows = _canonical_rows(raw, repo.split("/")[-1], _generic_converter(columns), f"{repo}:{split}", split)
-    return _to_dataset(rows)
+    return _to_dataset(rows, f"{repo}:{split}")
 
 
 def load_mixture(names: Iterable[str], split: str | None = None, data_dir=None, limit_per_source: int | None = None,
