@@ -83,8 +83,8 @@ class DifficultyProbe(LinearProbe):
                 f"(e.g. with the pass-rate labeller) or lower min_labels."
             )
         if n_excluded:
-            logger.info("difficulty: %d of %d rows have no '%s' label and are excluded", n_excluded, len(labels),
-                        config.label_column)
+            logger.info("difficulty: %d of %d rows have no finite '%s' label (None/NaN/inf) and are excluded",
+                        n_excluded, len(labels), config.label_column)
         target = config.sign() * labels[keep]
         if np.ptp(target) == 0:
             raise SignalLabelError(f"All {len(keep)} '{config.label_column}' labels equal {labels[keep][0]}: "

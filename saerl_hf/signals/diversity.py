@@ -70,8 +70,9 @@ class ClusterMap:
         distance = (self.centroids * self.centroids).sum(axis=1)[None, :] - 2.0 * np.asarray(unit @ self.centroids.T)
         return np.argmin(distance, axis=1).astype(np.int64)
 
-    def __call__(self, batch: dict) -> dict:
-        return {self.column: self.assign(batch_matrix(batch, self.features, self.centroids.shape[1])).tolist()}
+    def __call__(self, batch: dict, indices=None) -> dict:
+        return {self.column: self.assign(batch_matrix(batch, self.features, self.centroids.shape[1],
+                                                      indices)).tolist()}
 
 
 class ClusterModel:
@@ -155,7 +156,7 @@ class ClusterModel:
         from saerl_hf.sparse import write_provenance
 
         self._design(dataset.select(range(min(1, len(dataset)))))
-        out = dataset.map(self.map_function(), batched=True, batch_size=batch_size,
+        out = dataset.map(self.map_function(), batched=True, batch_size=batch_size, with_indices=True,
                           new_fingerprint=fingerprint_of(dataset._fingerprint, self.fingerprint()),
                           desc=f"clusters -> {self.config.output_column}", **map_kwargs)
         return write_provenance(out, {"model_fingerprint": self.fingerprint(), "column": self.config.output_column,
@@ -174,7 +175,8 @@ class ClusterModel:
     def load(cls, directory) -> ClusterModel:
         from saerl_hf.signals.persistence import load_model
 
-        arrays, payload = load_model(directory, cls.KIND)
+        arrays, payload = load_model(directory, cls.KIND, config_keys=("config", "identity"),
+                                     array_keys=("centroids", "center", "scale"))
         model = cls(_config_from_dict(ClusterConfig, payload["config"]))
         model.centroids, model.center, model.scale = arrays["centroids"], arrays["center"], arrays["scale"]
         model.identity, model.metrics = payload["identity"], payload.get("metrics", {})

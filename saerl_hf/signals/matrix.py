@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse as sp
 
-from saerl_hf.sparse import MissingFeaturesError, feature_provenance, require_features, to_csr
+from saerl_hf.sparse import (
+    InvalidFeaturesError,
+    MissingFeaturesError,
+    check_feature_arrays,
+    feature_provenance,
+    require_features,
+    to_csr,
+)
 
 SAE = "sae"
 DENSE = "dense_mean"
@@ -46,22 +53,29 @@ def dataset_matrix(dataset, features: str = SAE, width: int | None = None):
     return np.asarray(dataset.with_format("numpy")[DENSE], dtype=np.float64)
 
 
-def batch_matrix(batch: dict, features: str, width: int):
-    """The matrix of one ``datasets.map`` batch (lists of lists), same layout as ``dataset_matrix``."""
+def batch_matrix(batch: dict, features: str, width: int, indices=None):
+    """The matrix of one ``datasets.map`` batch (lists of lists), same layout as ``dataset_matrix``.
+
+    Bad rows (misaligned ``sae_idx``/``sae_val``, out-of-range indices, NaN/inf) raise naming the row:
+    its dataset index when ``indices`` (``map(with_indices=True)``) is given, else its place in the batch.
+    """
     if features == DENSE:
-        return np.asarray(batch[DENSE], dtype=np.float64).reshape(len(batch[DENSE]), width)
+        dense = np.asarray(batch[DENSE], dtype=np.float64).reshape(len(batch[DENSE]), width)
+        finite = np.isfinite(dense).all(axis=1)
+        if not finite.all():
+            r = int(np.flatnonzero(~finite)[0])
+            raise InvalidFeaturesError(f"row {indices[r] if indices is not None else r}: '{DENSE}' holds NaN/inf. "
+                                       f"Fix: re-featurize the dataset with the dense baseline (float32 model).")
+        return dense
     idx_rows, val_rows = batch["sae_idx"], batch["sae_val"]
     lengths = np.fromiter((len(r) for r in idx_rows), dtype=np.int64, count=len(idx_rows))
+    val_lengths = np.fromiter((len(r) for r in val_rows), dtype=np.int64, count=len(val_rows))
     indptr = np.concatenate([[0], np.cumsum(lengths)])
-    indices = np.fromiter((i for r in idx_rows for i in r), dtype=np.int64, count=int(indptr[-1]))
+    flat_idx = np.fromiter((i for r in idx_rows for i in r), dtype=np.int64, count=int(indptr[-1]))
+    check_feature_arrays(lengths, val_lengths, flat_idx, np.zeros(0), width, row_ids=indices)
     values = np.fromiter((v for r in val_rows for v in r), dtype=np.float32, count=int(indptr[-1]))
-    if indices.size and (indices.max() >= width or indices.min() < 0):
-        bad = int(indices.max())
-        raise MissingFeaturesError(
-            f"Feature index {bad} is outside [0, {width}): these features come from another SAE width. "
-            f"Fix: featurize with the SAE the model was fitted on."
-        )
-    return sp.csr_matrix((values, indices.astype(np.int32), indptr), shape=(len(idx_rows), width))
+    check_feature_arrays(lengths, val_lengths, flat_idx, values, width, row_ids=indices)
+    return sp.csr_matrix((values, flat_idx.astype(np.int32), indptr), shape=(len(idx_rows), width))
 
 
 def log1p(matrix):
@@ -149,8 +163,8 @@ class LinearSignalMap:
         raw = linear_scores(transform(matrix, self.scaling), self.coef, self.intercept, self.center, self.scale)
         return sigmoid(raw) if self.link == "sigmoid" else raw
 
-    def __call__(self, batch: dict) -> dict:
-        return {self.column: self.scores(batch_matrix(batch, self.features, self.coef.shape[0])).tolist()}
+    def __call__(self, batch: dict, indices=None) -> dict:
+        return {self.column: self.scores(batch_matrix(batch, self.features, self.coef.shape[0], indices)).tolist()}
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -240,7 +254,7 @@ class LinearProbe:
         self._design(dataset.select(range(min(1, len(dataset)))))  # fail early, before any mapping
         function = self.map_function()
         out = dataset.map(
-            function, batched=True, batch_size=batch_size,
+            function, batched=True, batch_size=batch_size, with_indices=True,
             new_fingerprint=fingerprint_of(dataset._fingerprint, self.fingerprint()),
             desc=f"{self.KIND} -> {self.config.output_column}", **map_kwargs,
         )
@@ -265,7 +279,14 @@ class LinearProbe:
     def load(cls, directory):
         from saerl_hf.signals.persistence import load_model
 
-        arrays, payload = load_model(directory, cls.KIND)
+        arrays, payload = load_model(directory, cls.KIND, config_keys=("config", "identity"),
+                                     array_keys=("coef", "intercept", "center", "scale"))
+        shapes = {key: arrays[key].shape for key in ("coef", "center", "scale")}
+        if len({shape for shape in shapes.values()}) != 1 or len(shapes["coef"]) != 1 or arrays["intercept"].size != 1:
+            from saerl_hf.signals.persistence import ProbeLoadError
+
+            raise ProbeLoadError(f"'{directory}': the saved arrays do not fit together ({shapes}, intercept "
+                                 f"{arrays['intercept'].shape}). Fix: refit and save the {cls.KIND} model again.")
         config = _config_from_dict(cls.CONFIG, payload["config"])
         probe = cls(config)
         probe._set(arrays["coef"], arrays["intercept"][0], arrays["center"], arrays["scale"], payload["identity"])

@@ -32,6 +32,10 @@ class SignalLabelError(ValueError):
     """Labels are missing, non-numeric or too few to fit a signal model."""
 
 
+class ProbeLoadError(ValueError):
+    """A saved signal model that cannot be read (corrupt, truncated or incomplete files)."""
+
+
 def library_versions() -> dict:
     """Versions of the libraries whose numerics a saved model depends on."""
     import datasets
@@ -106,8 +110,10 @@ def save_model(directory, kind: str, arrays: dict[str, np.ndarray], config: dict
     return directory
 
 
-def load_model(directory, kind: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Read what ``save_model`` wrote; raises if the directory holds another kind of model."""
+def load_model(directory, kind: str, config_keys: tuple[str, ...] = (),
+               array_keys: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], dict]:
+    """Read what ``save_model`` wrote; raises if the directory holds another kind of model, or if a file is
+    corrupt/truncated or lacks one of ``config_keys`` / ``array_keys``."""
     from safetensors.numpy import load_file
 
     directory = Path(directory)
@@ -116,10 +122,26 @@ def load_model(directory, kind: str) -> tuple[dict[str, np.ndarray], dict]:
         if not path.is_file():
             raise FileNotFoundError(f"No {path.name} in '{directory}'. Fix: point at a directory written by "
                                     f"`.save(dir)` of a {kind} model.")
-    config = json.loads(config_path.read_text())
+    fix = f"Fix: refit and save the {kind} model again (or re-download the curated revision it came from)."
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ProbeLoadError(f"{config_path} is not valid JSON ({err}); the file is corrupt or truncated. "
+                             f"{fix}") from None
+    if not isinstance(config, dict):
+        raise ProbeLoadError(f"{config_path} holds a JSON {type(config).__name__}, not an object. {fix}")
     if config.get("kind") != kind:
         raise ValueError(f"'{directory}' holds a {config.get('kind')!r} model, not a {kind!r} model.")
-    return load_file(str(weights_path)), config
+    try:
+        arrays = load_file(str(weights_path))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for bad headers/sizes
+        raise ProbeLoadError(f"{weights_path} cannot be read ({type(err).__name__}: {err}); the file is corrupt or "
+                             f"truncated. {fix}") from None
+    missing = [f"{CONFIG_NAME}:{key}" for key in config_keys if key not in config]
+    missing += [f"{WEIGHTS_NAME}:{key}" for key in array_keys if key not in arrays]
+    if missing:
+        raise ProbeLoadError(f"'{directory}' is missing {', '.join(missing)}. {fix}")
+    return arrays, config
 
 
 def _json_default(value):
