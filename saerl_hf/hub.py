@@ -44,7 +44,33 @@ class HubPushError(RuntimeError):
 
 
 class CuratedLoadError(ValueError):
-    """A curated dataset could not be loaded (missing revision, files, or a content mismatch)."""
+    """A curated dataset could not be loaded (missing revision, files, or a content mismatch).
+
+    ``reason`` says which: ``"revision"``, ``"repo"``, ``"not_curated"`` (no push record: a plain dataset),
+    ``"unsafe_path"``, ``"corrupt"`` or ``"mismatch"``.
+    """
+
+    def __init__(self, message: str, reason: str = "corrupt") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def is_unsafe_repo_path(path: str) -> bool:
+    """True for a repo file name that could land outside a download dir: absolute, ``..`` or ``.`` or empty
+    segments, backslashes, or a drive letter."""
+    path = str(path)
+    return (not path or path.startswith("/") or "\\" in path or re.match(r"^[A-Za-z]:", path) is not None
+            or any(part in ("", ".", "..") for part in path.split("/")))
+
+
+def check_repo_paths(paths, where: str) -> None:
+    """Refuse Hub file names that could land outside the download dir (see :func:`is_unsafe_repo_path`)."""
+    for path in paths:
+        if is_unsafe_repo_path(path):
+            raise CuratedLoadError(
+                f"{where} lists the file {str(path)!r}, a path that could be written outside the download folder "
+                f"(absolute, '..', '.' or empty segments, or backslashes). Nothing was downloaded. Fix: remove that "
+                f"file from the revision and republish it with `saerl-hf push`.", reason="unsafe_path")
 
 
 @dataclass
@@ -173,11 +199,12 @@ def _retry(step: str, fn, cfg: PushConfig, token: str | None, local_dir: Path):
     raise AssertionError("unreachable")
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, error=None) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise HubPushError(f"{path}: invalid JSON ({err}). Fix: rewrite it with `saerl-hf curate`.") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        message = f"{path}: invalid JSON ({err}); the file is corrupt or truncated. Fix: rewrite it with `saerl-hf curate`."
+        raise (error or HubPushError)(message) from None
 
 
 def check_curated_dir(local_dir: str | os.PathLike) -> Path:
@@ -189,7 +216,21 @@ def check_curated_dir(local_dir: str | os.PathLike) -> Path:
     if missing:
         raise HubPushError(f"{root} is not a curated dir: missing {', '.join(missing)}. Fix: point to the output "
                            f"dir of `saerl-hf curate` (dataset/, probes/, summary.json, provenance.json).")
+    for name in ("summary.json", "provenance.json"):
+        if not isinstance(_read_json(root / name), dict):
+            raise HubPushError(f"{root / name} is not a JSON object. Fix: rewrite it with `saerl-hf curate`.")
     return root
+
+
+def _load_local_dataset(root: Path, error=HubPushError):
+    from datasets import load_from_disk
+
+    try:
+        return load_from_disk(str(root / "dataset"))
+    except Exception as err:  # noqa: BLE001 - missing/corrupt arrow or state files: one actionable message
+        raise error(f"{root / 'dataset'} is not a readable `save_to_disk` dataset ({type(err).__name__}: "
+                    f"{str(err)[:300]}). Nothing was pushed or changed. Fix: rerun `saerl-hf curate` into a fresh "
+                    f"output dir.") from None
 
 
 def _versions() -> dict:
@@ -220,13 +261,12 @@ def push_curated(
     cfg = PushConfig(str(local_dir), repo_id, revision, create_pr, commit_message, private, None, max_retries,
                      retry_base_wait, retry_max_wait)
     root = check_curated_dir(local_dir)
-    from datasets import load_from_disk
     from huggingface_hub import HfApi
     from huggingface_hub.utils import get_token
 
     token = token or get_token()
     api = HfApi(token=token)
-    dataset = load_from_disk(str(root / "dataset"))
+    dataset = _load_local_dataset(root)
     content_hash = dataset_content_hash(dataset)
     command = redacted_command() if command is None else _redact(command, token)
     artefacts = _collect_artefacts(root, token)
@@ -319,8 +359,13 @@ def _collect_artefacts(root: Path, token: str | None) -> dict[str, Path]:
     """repo path -> local file for ``saerl/``; refuses files that contain the token."""
     files = {f"{ARTEFACT_DIR}/provenance.json": root / "provenance.json",
              f"{ARTEFACT_DIR}/summary.json": root / "summary.json"}
+    probes = (root / "probes").resolve()
     for path in sorted((root / "probes").rglob("*")):
         if path.is_file():
+            if not path.resolve().is_relative_to(probes):
+                raise HubPushError(f"{path} links to {path.resolve()}, outside the probes dir; publishing it would upload "
+                                   f"a file from elsewhere on this machine. Nothing was pushed. Fix: copy the file "
+                                   f"into {root / 'probes'} instead of linking to it.")
             files[f"{ARTEFACT_DIR}/probes/{path.relative_to(root / 'probes').as_posix()}"] = path
     if token:
         needle = token.encode()
@@ -447,11 +492,13 @@ def load_curated(repo_id_or_local_dir: str | os.PathLike, revision: str | None =
     source = str(repo_id_or_local_dir)
     local = Path(source).expanduser()
     if local.is_dir():
-        from datasets import load_from_disk
-
-        root = check_curated_dir(local)
-        return CuratedData(load_from_disk(str(root / "dataset")), _read_json(root / "provenance.json"),
-                           _read_json(root / "summary.json"), root / "probes", str(root))
+        try:
+            root = check_curated_dir(local)
+        except HubPushError as err:
+            raise CuratedLoadError(str(err)) from None
+        return CuratedData(_load_local_dataset(root, CuratedLoadError),
+                           _read_json(root / "provenance.json", CuratedLoadError),
+                           _read_json(root / "summary.json", CuratedLoadError), root / "probes", str(root))
     return _load_from_hub(source, revision, token, verify)
 
 
@@ -469,18 +516,23 @@ def _load_from_hub(repo_id: str, revision: str | None, token: str | None, verify
         raise CuratedLoadError(
             f"Revision '{revision}' does not exist in dataset repo '{repo_id}'. Branches: "
             f"{', '.join(sorted(b.name for b in refs.branches)) or '-'}; tags: "
-            f"{', '.join(sorted(t.name for t in refs.tags)) or '-'}. Fix: pass one of those or a commit sha."
-        ) from None
+            f"{', '.join(sorted(t.name for t in refs.tags)) or '-'}. Fix: pass one of those or a commit sha.",
+            reason="revision") from None
     except RepositoryNotFoundError:
         raise CuratedLoadError(f"Dataset repo '{repo_id}' not found (or not accessible with this token). Fix: check "
-                               f"the id, or pass a local curated dir.") from None
+                               f"the id, or pass a local curated dir.", reason="repo") from None
+    # File names come from the server: refuse any that could escape the download folder before fetching any.
+    check_repo_paths(api.list_repo_files(repo_id, repo_type="dataset", revision=sha), f"{repo_id}@{revision}")
     path = Path(snapshot_download(repo_id, repo_type="dataset", revision=sha, allow_patterns=f"{ARTEFACT_DIR}/*",
                                   token=token))
     record_path = path / PUSH_RECORD
     if not record_path.is_file():
         raise CuratedLoadError(f"{repo_id}@{revision} has no {PUSH_RECORD}: it was not published by "
-                               f"`saerl-hf push`, or the push did not finish. Fix: rerun the push.")
-    record = json.loads(record_path.read_text("utf-8"))
+                               f"`saerl-hf push`, or the push did not finish. Fix: rerun the push.",
+                               reason="not_curated")
+    record = _read_json(record_path, CuratedLoadError)
+    if not isinstance(record, dict) or not isinstance(record.get("dataset_sha256"), str):
+        raise CuratedLoadError(f"{repo_id}@{revision}: {PUSH_RECORD} has no 'dataset_sha256'. Fix: rerun the push.")
     # Pin the sha: datasets falls back to another revision's cache when a revision has no data files.
     loaded = load_dataset(repo_id, revision=sha, token=token)
     dataset = loaded["train"] if list(loaded) == ["train"] and list(record.get("splits", {})) == ["train"] else loaded
@@ -488,9 +540,13 @@ def _load_from_hub(repo_id: str, revision: str | None, token: str | None, verify
         split.info.description = record.get("dataset_description", "")
     if verify and dataset_content_hash(dataset) != record["dataset_sha256"]:
         raise CuratedLoadError(f"{repo_id}@{revision} ({sha[:12]}): the rows do not match the content hash recorded "
-                               f"in {PUSH_RECORD}. Fix: rerun the push, or load with verify=False to inspect.")
-    return CuratedData(dataset, json.loads((path / ARTEFACT_DIR / "provenance.json").read_text("utf-8")),
-                       json.loads((path / ARTEFACT_DIR / "summary.json").read_text("utf-8")),
+                               f"in {PUSH_RECORD}. Fix: rerun the push, or load with verify=False to inspect.",
+                               reason="mismatch")
+    for name in ("provenance.json", "summary.json"):
+        if not (path / ARTEFACT_DIR / name).is_file():
+            raise CuratedLoadError(f"{repo_id}@{revision} has no {ARTEFACT_DIR}/{name}. Fix: rerun the push.")
+    return CuratedData(dataset, _read_json(path / ARTEFACT_DIR / "provenance.json", CuratedLoadError),
+                       _read_json(path / ARTEFACT_DIR / "summary.json", CuratedLoadError),
                        path / ARTEFACT_DIR / "probes", repo_id, revision, sha, record)
 
 
@@ -504,7 +560,9 @@ def cli_main(argv: list[str]) -> int:
     command = redacted_command(["saerl-hf", "push", *argv])
     if argv and not argv[0].startswith("-"):
         argv = ["--curated_dir", argv[0], *argv[1:]]
-    (cfg,) = TrlParser(PushConfig, prog="saerl-hf push").parse_args_and_config(argv)
+    from saerl_hf.configs import parse_config
+
+    (cfg,) = parse_config(TrlParser(PushConfig, prog="saerl-hf push"), argv)
     if not cfg.curated_dir or not cfg.repo_id:
         print("saerl-hf push: need <curated_dir> and --repo-id. Example: saerl-hf push out/curated "
               "--repo-id me/gsm8k-saerl --revision v1", file=sys.stderr)
