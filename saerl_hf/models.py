@@ -229,10 +229,11 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, padding_s
     path = resolve_model_path(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: a dir without tokenizer files
         raise ModelNotFoundError(
-            f"Could not load a tokenizer from '{name_or_path}': {err}. Fix: pass a local model dir, "
-            f"an alias ({', '.join(EMBEDDED_MODELS)}), or a Hub id while online."
+            f"Could not load a tokenizer from '{name_or_path}': {str(err)[:300]}. Fix: pass a local model dir "
+            f"with its tokenizer files (tokenizer.json, ...), an alias ({', '.join(EMBEDDED_MODELS)}), or a Hub id "
+            f"while online."
         ) from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

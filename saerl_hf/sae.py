@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from saerl_hf.activations import ActivationError, hook_name, layer_from_hook, residual_stream, right_pad
-from saerl_hf.models import cache_dir, file_sha256, model_identity, resolve_model_path
+from saerl_hf.models import ModelNotFoundError, cache_dir, file_sha256, model_identity, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -462,7 +462,13 @@ class SAEHandle:
 def _model_hidden_size(model_name: str, trust_remote_code: bool = False) -> int:
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(resolve_model_path(model_name), trust_remote_code=trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(model_name), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        if isinstance(err, ModelNotFoundError):
+            raise
+        raise ModelNotFoundError(f"Could not read the config of model '{model_name}': {err} Fix: pass a directory "
+                                 f"written by `save_pretrained` (valid config.json), an alias, or a Hub id.") from None
     config = getattr(config, "text_config", None) or config
     return int(config.hidden_size)
 
@@ -494,9 +500,23 @@ def _load_dir(path: Path, model_name: str | None, device: str) -> SAEHandle:
             f"{path} is not a sae-lens SAE directory (needs {SAE_CFG} and {SAE_WEIGHTS}). "
             f"Fix: pass a dir written by `saerl-hf train-sae` / `save_inference_model`."
         )
-    cfg = json.loads((path / SAE_CFG).read_text())
-    _check_width(int(cfg["d_in"]), model_name, str(path))  # before the weights are read
-    sae = SAE.load_from_disk(path, device=device)
+    fix = (f"Fix: re-download or re-train the SAE (`saerl-hf train-sae --output_dir {path} --overwrite true`); "
+           f"a copy that was cut off or edited by hand cannot be used.")
+    try:
+        cfg = json.loads((path / SAE_CFG).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SAELoadError(f"{path / SAE_CFG} is not valid JSON ({err}). {fix}") from None
+    try:
+        d_in = int(cfg["d_in"])
+    except (KeyError, TypeError, ValueError):
+        raise SAELoadError(f"{path / SAE_CFG} has no integer 'd_in' (the width of the vectors the SAE reads). "
+                           f"{fix}") from None
+    _check_width(d_in, model_name, str(path))  # before the weights are read
+    try:
+        sae = SAE.load_from_disk(path, device=device)
+    except Exception as err:  # noqa: BLE001 - a truncated/corrupt safetensors file or a cfg/weights mismatch
+        raise SAELoadError(f"Could not read the SAE in {path} ({SAE_WEIGHTS} or {SAE_CFG} is corrupt or truncated: "
+                           f"{type(err).__name__}: {str(err)[:300]}). {fix}") from None
     hook = (cfg.get("metadata") or {}).get("hook_name")
     return SAEHandle(sae=sae, source=str(path), sha256=file_sha256(path / SAE_WEIGHTS), hook=hook,
                      layer=layer_from_hook(hook), path=str(path))
@@ -514,6 +534,9 @@ def load_sae(spec: str | Path, model_name: str | None = None, sae_id: str | None
     path = Path(spec).expanduser()
     if path.is_dir():
         return _load_dir(path, model_name, device)
+    if path.is_file():
+        raise SAELoadError(f"SAE '{spec}' is a file; an SAE is a directory with {SAE_CFG} and {SAE_WEIGHTS}. "
+                           f"Fix: pass the directory that holds it ({path.parent}).")
     if spec.startswith((".", "/", "~")):
         raise SAELoadError(f"SAE directory '{spec}' does not exist. Fix: check the path, or train one with "
                            f"`saerl-hf train-sae`.")
@@ -536,14 +559,30 @@ def load_sae(spec: str | Path, model_name: str | None = None, sae_id: str | None
 
 
 def _load_hub(repo_id: str, subfolder: str | None, model_name: str | None, device: str) -> SAEHandle:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import HfApi, snapshot_download
 
+    from saerl_hf.hub import is_unsafe_repo_path
+
+    if subfolder and is_unsafe_repo_path(subfolder.strip("/")):
+        raise SAELoadError(f"SAE subfolder '{subfolder}' of '{repo_id}' is not a plain relative path inside the repo "
+                           f"(absolute, '..' or backslashes). Fix: pass 'org/repo:<folder in the repo>'.")
     patterns = [f"{subfolder}/*"] if subfolder else None
+    fix = "Fix: check the id, HF_ENDPOINT / HF_TOKEN, or pass a local directory."
+    from huggingface_hub import constants
+
+    if not constants.HF_HUB_OFFLINE:  # offline, snapshot_download reads the (already checked) cache only
+        try:
+            bad = [name for name in HfApi().list_repo_files(repo_id) if is_unsafe_repo_path(name)]
+        except Exception as err:  # network, auth, missing repo: all end here with the fix
+            raise SAELoadError(f"Could not list SAE repo '{repo_id}' on the Hub: {err}. {fix}") from err
+        if bad:
+            raise SAELoadError(f"SAE repo '{repo_id}' lists the file {bad[0]!r}, a path that could be written outside "
+                               f"the download folder; nothing was downloaded. Fix: use another repo, or remove that "
+                               f"file from it.")
     try:
         local = Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as err:  # network, auth, missing repo: all end here with the fix
-        raise SAELoadError(f"Could not download SAE repo '{repo_id}' from the Hub: {err}. Fix: check the id, "
-                           f"HF_ENDPOINT / HF_TOKEN, or pass a local directory.") from err
+        raise SAELoadError(f"Could not download SAE repo '{repo_id}' from the Hub: {err}. {fix}") from err
     handle = _load_dir(local / subfolder if subfolder else local, model_name, device)
     handle.source = f"{repo_id}:{subfolder}" if subfolder else repo_id
     return handle
@@ -570,7 +609,9 @@ def cli_main(argv: list[str]) -> int:
     from trl import TrlParser
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    (config,) = TrlParser((TrainSAEConfig,)).parse_args_and_config(args=argv)
+    from saerl_hf.configs import parse_config
+
+    (config,) = parse_config(TrlParser((TrainSAEConfig,), prog="saerl-hf train-sae"), argv)
     result = train_sae(config)
     print(json.dumps({"output_dir": str(result.output_dir), **result.metrics}, indent=2))
     ok = math.isfinite(result.metrics["explained_variance"])
