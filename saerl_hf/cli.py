@@ -49,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, func_name = COMMANDS[name][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    result = func(rest)
+    from saerl_hf.configs import ConfigError
+
+    try:
+        result = func(rest)
+    except ConfigError as err:  # an unknown option or a value of the wrong type: the message says which and the fix
+        print(err, file=sys.stderr)
+        return 2
     return int(result or 0)
 
 

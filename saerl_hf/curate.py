@@ -97,14 +97,23 @@ class CurateConfig:
 
     def __post_init__(self):
         if self.order not in ("saerl", "difficulty", "cluster", "random"):
-            raise CurateError(f"order must be saerl | difficulty | cluster | random, got '{self.order}'.")
+            raise CurateError(f"order must be saerl | difficulty | cluster | random, got '{self.order}'. "
+                              f"Fix: set `order:` to one of them.")
         if self.quality_threshold is not None and self.quality_keep_fraction is not None:
-            raise CurateError("Set either quality_threshold or quality_keep_fraction, not both "
-                              "(set quality_threshold: null in the YAML to use the fraction).")
+            raise CurateError("Set either quality_threshold or quality_keep_fraction, not both. "
+                              "Fix: set quality_threshold: null in the YAML to use the fraction.")
         if not 0.0 <= self.inject_noise < 1.0:
-            raise CurateError(f"inject_noise must be in [0, 1), got {self.inject_noise}.")
+            raise CurateError(f"inject_noise must be in [0, 1), got {self.inject_noise}. Fix: e.g. 0.1 (or 0 for none).")
         if self.prompts_per_batch < 1 or self.chunk_size < 1:
-            raise CurateError("prompts_per_batch and chunk_size must be >= 1.")
+            raise CurateError(f"prompts_per_batch and chunk_size must be >= 1 (got {self.prompts_per_batch} and "
+                              f"{self.chunk_size}). Fix: prompts_per_batch = generation_batch_size // num_generations "
+                              f"of the GRPO recipe; chunk_size e.g. 1000.")
+        if self.quality_keep_fraction is not None and not 0.0 < self.quality_keep_fraction <= 1.0:
+            raise CurateError(f"quality_keep_fraction must be in (0, 1], got {self.quality_keep_fraction}. "
+                              f"Fix: e.g. 0.8 keeps the best 80%.")
+        if not self.sources:
+            raise CurateError("sources is empty: nothing to curate. Fix: list at least one, e.g. sources: "
+                              "[gsm8k:train, mawps].")
         self.source_levels = list(self.source_levels or [])
         self.level_map()  # validate early
         self.column_map()
@@ -114,7 +123,8 @@ class CurateConfig:
         for item in self.columns or []:
             key, sep, value = item.partition("=")
             if not sep or not key.strip() or not value.strip():
-                raise CurateError(f"columns entry '{item}' is not 'canonical=source' (e.g. 'problem=question').")
+                raise CurateError(f"columns entry '{item}' is not 'canonical=source'. Fix: write it like "
+                                  f"'problem=question'.")
             out[key.strip()] = value.strip()
         return out
 
@@ -127,7 +137,8 @@ class CurateConfig:
             except ValueError:
                 sep = ""
             if not sep:
-                raise CurateError(f"source_levels entry '{item}' is not 'source=number' (e.g. 'gsm8k=2.5').")
+                raise CurateError(f"source_levels entry '{item}' is not 'source=number'. Fix: write it like "
+                                  f"'gsm8k=2.5'.")
         return out
 
 
@@ -241,7 +252,8 @@ def label_subset(pool, config: CurateConfig, stage_dir: Path, timings: dict):
 
         return run_dataset_stage(stage_dir / "labels_pass_rate", build, "pass_rate_labels", timings)
     if label not in pool.column_names:
-        raise CurateError(f"difficulty_label '{label}' is not a column of the pool ({', '.join(pool.column_names)}).")
+        raise CurateError(f"difficulty_label '{label}' is not a column of the pool ({', '.join(pool.column_names)}). "
+                          f"Fix: use 'level' (with source_levels for unlabelled sources) or 'pass_rate'.")
     values = np.array([np.nan if v is None else float(v) for v in pool[label]], dtype=np.float64)
     labelled = np.flatnonzero(np.isfinite(values))
     rng = np.random.default_rng(config.seed)
@@ -462,7 +474,9 @@ def cli_main(argv: list[str]) -> int:
     from trl import TrlParser
 
     parser = TrlParser((CurateConfig,), prog="saerl-hf curate")
-    (config,) = parser.parse_args_and_config(argv)
+    from saerl_hf.configs import parse_config
+
+    (config,) = parse_config(parser, argv)
     command = "saerl-hf curate " + " ".join(shlex.quote(a) for a in argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

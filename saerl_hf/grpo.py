@@ -75,6 +75,25 @@ class GRPOScriptArguments:
     heldout_batch_size: int = field(default=16, metadata={"help": "Generation batch size for the held-out set."})
     heldout_on_start: bool = field(default=True, metadata={"help": "Score the held-out set before step 1."})
 
+    def __post_init__(self):
+        if self.curriculum not in CURRICULA:
+            raise ValueError(f"curriculum must be one of {', '.join(CURRICULA)}; got '{self.curriculum}'. "
+                             f"Fix: set `curriculum:` in the recipe (or --curriculum) to one of them.")
+        if self.epoch_order not in ("repeat", "band_shuffle"):
+            raise ValueError(f"epoch_order must be repeat or band_shuffle; got '{self.epoch_order}'. "
+                             f"Fix: set `epoch_order: repeat` (or band_shuffle).")
+        if self.quality_threshold is not None and self.quality_keep_fraction is not None:
+            raise ValueError("quality_threshold and quality_keep_fraction are both set; they are two ways to filter "
+                             "the same column. Fix: keep one of them and set the other to null.")
+        if self.quality_keep_fraction is not None and not 0.0 < self.quality_keep_fraction <= 1.0:
+            raise ValueError(f"quality_keep_fraction must be in (0, 1], got {self.quality_keep_fraction}. "
+                             f"Fix: e.g. 0.8 keeps the best 80%.")
+        if not 0.0 <= self.curriculum_mixing <= 1.0:
+            raise ValueError(f"curriculum_mixing must be in [0, 1], got {self.curriculum_mixing}. Fix: e.g. 0.25.")
+        if self.dataset_limit is not None and self.dataset_limit < 1:
+            raise ValueError(f"dataset_limit must be >= 1 (or null for all rows), got {self.dataset_limit}. "
+                             f"Fix: drop it or give a positive row count.")
+
 
 # ----------------------------------------------------------------------------- data
 
@@ -117,15 +136,21 @@ def load_train_dataset(name: str, split: str = "train", revision: str | None = N
             else:
                 ds = sdata.load_mixture(names, split=split, limit_per_source=limit)
         else:
-            try:
-                from saerl_hf.hub import load_curated
+            from saerl_hf.hub import CuratedLoadError, load_curated
 
+            try:
                 ds = load_curated(name, revision=revision).dataset
-            except Exception:  # noqa: BLE001 - not a curated repo: plain Hub dataset
+            except CuratedLoadError as err:
+                # A missing revision/repo, an unsafe file list or a content mismatch is the answer, not a cue to
+                # retry as a plain dataset (whose error would hide it); only "no push record" falls through.
+                if err.reason != "not_curated":
+                    raise
+                ds = datasets.load_dataset(name, config, split=split, revision=revision)
+            except Exception:  # noqa: BLE001 - offline or not a dataset repo we can inspect: plain Hub dataset
                 ds = datasets.load_dataset(name, config, split=split, revision=revision)
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
-            raise KeyError(f"split '{split}' not in {name} (splits: {', '.join(ds)}). Fix: set dataset_train_split.")
+            raise ValueError(f"split '{split}' not in {name} (splits: {', '.join(ds)}). Fix: set dataset_train_split.")
         ds = ds[split]
     if limit is not None and len(ds) > limit:
         ds = ds.select(range(limit))
@@ -144,8 +169,8 @@ def prepare_prompts(ds):
         return ds
     for needed in ("problem", "answer"):
         if needed not in cols:
-            raise KeyError(f"the train dataset has no '{needed}' column (columns: {', '.join(cols)}). "
-                           f"Fix: use the canonical schema of saerl_hf.data (problem, answer, source, ...).")
+            raise ValueError(f"the train dataset has no '{needed}' column (columns: {', '.join(cols)}). "
+                             f"Fix: use the canonical schema of saerl_hf.data (problem, answer, source, ...).")
     has_source = "source" in cols
     return ds.map(
         lambda row: {"prompt": build_messages(row["problem"], row["source"] if has_source else None)},
@@ -303,7 +328,14 @@ def _load_model(model_args, training_args):
               "dtype": dtype if dtype is not None else "auto"}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as err:
+        from saerl_hf.models import ModelNotFoundError
+
+        raise ModelNotFoundError(f"Could not load a model from model_name_or_path='{model_args.model_name_or_path}': "
+                                 f"{err}. Fix: point model_name_or_path at a `save_pretrained` dir (config.json + "
+                                 f"weights), an alias, or a Hub id.") from None
     return model, path
 
 
@@ -494,12 +526,20 @@ def push_output(training_args) -> str:
 
 
 def parse_args(argv: list[str] | None = None):
-    parser = TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig))
-    return parser.parse_args_and_config(args=argv)
+    from saerl_hf.configs import parse_config
+
+    parser = TrlParser((GRPOScriptArguments, GRPOConfig, ModelConfig), prog="saerl-hf train")
+    return parse_config(parser, argv)
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    script_args, training_args, model_args = parse_args(argv)
+    from saerl_hf.configs import ConfigError
+
+    try:
+        script_args, training_args, model_args = parse_args(argv)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
     main(script_args, training_args, model_args)
     return 0
 
