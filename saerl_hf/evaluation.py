@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import platform
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -175,17 +176,28 @@ def _write_json(path: Path, payload: dict) -> None:
 
 def _as_rows(name: str, data) -> list[dict]:
     """Rows of a benchmark given as a Dataset or list of dicts; checks the fields the runner needs."""
-    rows = [dict(row) for row in data]
+    rows = []
+    for i, row in enumerate(data):
+        if not isinstance(row, Mapping):
+            raise ValueError(f"{name}: row {i} is a {type(row).__name__}, not a mapping with 'problem' and 'answer'. "
+                             f"Fix: pass a Dataset or a list of dicts.")
+        rows.append(dict(row))
+    if not rows:
+        raise ValueError(f"{name}: no rows to evaluate (an empty dataset would report 0% accuracy). Fix: pass rows, "
+                         f"raise --limit, or drop '{name}' from the benchmarks.")
+    first_seen: dict[str, int] = {}
     for i, row in enumerate(rows):
         problem = row.get("problem")
         if not isinstance(problem, str) or not problem.strip():
-            raise ValueError(f"{name}: row {i} has no 'problem' text; every row needs a non-empty 'problem' string.")
+            raise ValueError(f"{name}: row {i} has no 'problem' text; every row needs a non-empty 'problem' string. "
+                             f"Fix: repair or drop that row.")
         row.setdefault("id", f"{name}/{i}")
         row["id"] = str(row["id"] if row["id"] is not None else f"{name}/{i}")
         row.setdefault("source", name)
-    ids = [row["id"] for row in rows]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{name}: duplicate 'id' values; ids key resumption, make them unique.")
+        if row["id"] in first_seen:
+            raise ValueError(f"{name}: duplicate 'id' {row['id']!r} in rows {first_seen[row['id']]} and {i}; ids key "
+                             f"resumption. Fix: make the ids unique (or drop the 'id' field to number the rows).")
+        first_seen[row["id"]] = i
     return rows
 
 
@@ -209,7 +221,8 @@ def _load_previous(path: Path, settings: dict, overwrite: bool) -> dict | None:
     try:
         previous = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); rerun with --overwrite true or another --output_dir.") from err
+        raise ValueError(f"{path} is not valid JSON ({err}); it was left as it is. Fix: rerun with --overwrite true "
+                         f"or another --output_dir.") from err
     old = previous.get("settings", {})
     changed = {k: (old.get(k), settings.get(k)) for k in _GENERATION_KEYS if old.get(k) != settings.get(k)}
     if changed:
@@ -435,6 +448,13 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def safe_file_stem(name: str) -> str:
+    """A file-name stem for a benchmark name that may be a path or Hub id (``../x``, ``/data/f.jsonl``,
+    ``org/name``): never a separator or a leading dot, so figures always land inside the output dir."""
+    stem = re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(name)).strip("._")
+    return stem or "benchmark"
+
+
 def write_figures(results: dict, out_dir: Path) -> list[str]:
     """accuracy.png (per benchmark) and, where levels/subjects exist, <bench>_by_level / _by_subject PNGs."""
     from saerl_hf import plots
@@ -450,7 +470,7 @@ def write_figures(results: dict, out_dir: Path) -> list[str]:
     for name, b in benches.items():
         for key in ("level", "subject"):
             if b.get(f"by_{key}") and len(b[f"by_{key}"]) >= 2:
-                paths.append(plots.plot_accuracy_by_group(b[f"by_{key}"], out_dir / f"{name}_by_{key}.png",
+                paths.append(plots.plot_accuracy_by_group(b[f"by_{key}"], out_dir / f"{safe_file_stem(name)}_by_{key}.png",
                                                           title=f"{name}: accuracy by {key}", xlabel=key,
                                                           counts=b.get(f"count_by_{key}")))
     return [str(Path(p).name) for p in paths]
@@ -514,7 +534,9 @@ def cli_main(argv: list[str] | None = None) -> int:
     """``saerl-hf evaluate``: see :class:`EvalConfig`."""
     from trl import TrlParser
 
-    (config,) = TrlParser((EvalConfig,), prog="saerl-hf evaluate").parse_args_and_config(args=argv)
+    from saerl_hf.configs import parse_config
+
+    (config,) = parse_config(TrlParser((EvalConfig,), prog="saerl-hf evaluate"), argv)
     if config.num_threads:
         import torch
 
@@ -535,7 +557,9 @@ def compare_main(argv: list[str] | None = None) -> int:
     """``saerl-hf compare --results a b c [--names base,grpo,saerl]``."""
     from trl import TrlParser
 
-    (config,) = TrlParser((CompareConfig,), prog="saerl-hf compare").parse_args_and_config(args=argv)
+    from saerl_hf.configs import parse_config
+
+    (config,) = parse_config(TrlParser((CompareConfig,), prog="saerl-hf compare"), argv)
     names = [n.strip() for n in config.names.split(",")] if config.names else None
     print(compare_results(config.results, names, config.output_dir))
     return 0
