@@ -101,7 +101,9 @@ class FeaturizeConfig:
         if self.prompt_format not in PROMPT_FORMATS:
             raise FeaturizeError(f"prompt_format must be one of {PROMPT_FORMATS}, got '{self.prompt_format}'.")
         if self.top_k < 1 or self.max_length < 2 or self.batch_size < 1:
-            raise FeaturizeError("top_k and batch_size must be >= 1 and max_length >= 2.")
+            raise FeaturizeError(f"top_k and batch_size must be >= 1 and max_length >= 2 (got top_k={self.top_k}, "
+                                 f"batch_size={self.batch_size}, max_length={self.max_length}). Fix: e.g. top_k 64, "
+                                 f"batch_size 32, max_length 1024.")
 
     def sae_spec(self) -> str:
         """The SAE to use: ``sae`` if set, else the default dir ``train-sae`` writes for this model."""
@@ -241,7 +243,8 @@ class Featurizer:
                                      f"problem's tokens needs offset mappings. Fix: use a model with tokenizer.json.")
             if int(model.config.hidden_size) != handle.d_in:
                 raise SAELoadError(f"SAE {handle.source} has d_in {handle.d_in} but '{self.model}' has hidden "
-                                   f"size {model.config.hidden_size}.")
+                                   f"size {model.config.hidden_size}. Fix: use an SAE trained on this reader model "
+                                   f"(`saerl-hf train-sae --model {self.model}`) or the reader the SAE was made for.")
             import copy
 
             sae = copy.deepcopy(handle.sae).to(device) if device != "cpu" else handle.sae
@@ -272,7 +275,11 @@ class Featurizer:
         sources = batch.get(self.source_column) or [None] * len(problems)
         texts, spans = [], []
         for i, problem in enumerate(problems):
-            if not isinstance(problem, str) or not problem.strip():
+            if problem is not None and not isinstance(problem, str):
+                raise FeaturizeError(f"{self._row_name(batch, i, indices)}: '{self.problem_column}' is not a string "
+                                     f"(got {type(problem).__name__} {str(problem)[:40]!r}). Fix: cast or repair that "
+                                     f"column before featurizing.")
+            if not problem or not problem.strip():
                 raise FeaturizeError(f"{self._row_name(batch, i, indices)}: '{self.problem_column}' is empty or "
                                      f"missing. Fix: drop or repair that row before featurizing.")
             text = render_prompt(tokenizer, problem, sources[i]) if self.prompt_format == "chat" else problem.strip()
@@ -318,7 +325,8 @@ class Featurizer:
                                   f"of '{self.model}'. Fix: check the model weights/dtype (try float32).")
         pooled = self._pool(sae.encode(tokens.to(sae.dtype))).float()
         if not torch.isfinite(pooled).all():
-            raise ActivationError(f"{where}: NaN/inf SAE codes.")
+            raise ActivationError(f"{where}: NaN/inf SAE codes from finite activations. Fix: check the SAE "
+                                  f"weights (reload or retrain it); a corrupt or mis-normalised SAE gives this.")
         vals, idx = pooled.topk(k)
         keep = vals != 0
         idx, vals = idx[keep], vals[keep]
@@ -424,6 +432,12 @@ def featurize(dataset, config: FeaturizeConfig | None = None, **overrides):
         folder = Path(config.cache_dir) if config.cache_dir else cache_dir() / "featurize"
         folder.mkdir(parents=True, exist_ok=True)
         kwargs["cache_file_name"] = str(folder / f"{fingerprint}.arrow")
+    if len(dataset) == 0:  # datasets.map returns an empty input as is, without the new columns
+        from datasets import Dataset
+
+        features = _output_features(dataset, featurizer, handle.d_in)
+        empty = Dataset.from_dict({name: [] for name in features}, features=features)
+        return write_provenance(empty, featurizer.provenance(), key="featurize")
     rows_before, truncated_before = STATS["rows"], STATS["truncated"]
     result = dataset.map(
         featurizer,
@@ -470,7 +484,9 @@ def cli_main(argv: list[str]) -> int:
     from trl import TrlParser
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    (config,) = TrlParser((FeaturizeConfig,)).parse_args_and_config(args=argv)
+    from saerl_hf.configs import parse_config
+
+    (config,) = parse_config(TrlParser((FeaturizeConfig,), prog="saerl-hf featurize"), argv)
     if not config.output_dir:
         raise FeaturizeError("No --output_dir. Fix: pass --output_dir <dir> for `save_to_disk`.")
     dataset = featurize(_load_input(config), config)
