@@ -353,11 +353,8 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
 
     def build_filtered():
         ds = scored
-        if config.quality_threshold is not None or config.quality_keep_fraction is not None:
-            ds, qcounts = keep_by_quality(ds, threshold=config.quality_threshold,
-                                          top_fraction=config.quality_keep_fraction)
-        else:
-            qcounts = {"n_in": len(ds), "n_kept": len(ds), "n_dropped": 0}
+        ds, qcounts = keep_by_quality(ds, threshold=config.quality_threshold,
+                                      top_fraction=config.quality_keep_fraction)
         dcounts = {"n_in": len(ds), "exact_duplicates": 0, "near_duplicates": 0, "n_kept": len(ds)}
         if config.dedup:
             ds, dcounts = deduplicate(ds, threshold=config.dedup_threshold)

@@ -351,46 +351,6 @@ def sort_by_curriculum(ds, flatten: bool = True):
     return out.flatten_indices() if flatten else out
 
 
-def filter_quality(ds, threshold: float | None = None, keep_fraction: float | None = None, column: str = "quality"):
-    """Keep rows with ``quality >= threshold`` or the top ``keep_fraction`` by quality; returns (ds, counts).
-
-    The curate pipeline filters before ordering; this is the same rule for users with their own data.
-    Rows with a missing quality score are dropped and counted separately.
-    """
-    n = len(ds)
-    if threshold is None and keep_fraction is None:
-        return ds, {"kept": n, "dropped_low_quality": 0, "dropped_missing": 0, "threshold": None}
-    if threshold is not None and keep_fraction is not None:
-        raise CurriculumError("give either threshold or keep_fraction, not both")
-    if column not in ds.column_names:
-        raise CurriculumError(f"no '{column}' column to filter on. Fix: run the quality probe (curate) first.")
-    q = _numeric_or_nan(_column(ds, column))
-    finite = np.isfinite(q)
-    if keep_fraction is not None:
-        if not 0.0 < keep_fraction <= 1.0:
-            raise CurriculumError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
-        k = int(round(keep_fraction * finite.sum()))
-        if k == 0:
-            threshold = float("inf")
-        else:
-            threshold = float(np.sort(q[finite])[::-1][k - 1])
-        # ties at the cut: keep the earliest rows so exactly k survive
-        above = finite & (q > threshold)
-        at = np.flatnonzero(finite & (q == threshold))
-        keep = above.copy()
-        keep[at[: max(0, k - int(above.sum()))]] = True
-    else:
-        keep = finite & (q >= float(threshold))
-    idx = np.flatnonzero(keep)
-    counts = {
-        "kept": int(idx.size),
-        "dropped_low_quality": int((finite & ~keep).sum()),
-        "dropped_missing": int((~finite).sum()),
-        "threshold": float(threshold),
-    }
-    return (ds if idx.size == n else ds.select(idx)), counts
-
-
 def batch_stats(order: np.ndarray, unique_prompts_per_batch: int, cluster=None, difficulty=None) -> dict:
     """Diagnostics of an order: cluster purity of batches and Spearman-like easy->hard trend (for docs/tests)."""
     b = int(unique_prompts_per_batch)

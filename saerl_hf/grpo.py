@@ -345,10 +345,10 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
 
-    from saerl_hf.curriculum import filter_quality
     from saerl_hf.models import load_tokenizer
     from saerl_hf.rewards import get_reward_funcs
     from saerl_hf.samplers import CurriculumGRPOTrainer
+    from saerl_hf.signals.quality import keep_by_quality
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     _check_args(script_args, training_args)
@@ -359,7 +359,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
                             script_args.dataset_config, script_args.dataset_limit)
     quality_counts = None
     if script_args.quality_threshold is not None or script_args.quality_keep_fraction is not None:
-        ds, quality_counts = filter_quality(ds, script_args.quality_threshold, script_args.quality_keep_fraction)
+        ds, quality_counts = keep_by_quality(ds, script_args.quality_threshold, script_args.quality_keep_fraction)
         logger.info("quality filter: %s", quality_counts)
     ds = prepare_prompts(ds)
     ds, sampler, sampler_kwargs = _sampler_setup(script_args, training_args, ds)

@@ -11,7 +11,6 @@ from saerl_hf.curriculum import (
     add_curriculum_rank,
     batch_stats,
     curriculum_order,
-    filter_quality,
     sort_by_curriculum,
     validate_alignment,
 )
@@ -141,15 +140,19 @@ def test_string_cluster_labels_work():
     assert all(len(set(labels[row])) == 1 for row in order.reshape(-1, 4))
 
 
-def test_filter_quality_threshold_and_keep_fraction():
+def test_keep_by_quality_threshold_and_top_fraction():
+    from saerl_hf.signals.quality import keep_by_quality
+
     q = [0.9, 0.1, 0.5, None, 0.5, 0.7]
     ds = Dataset.from_dict({"id": list("abcdef"), "quality": q})
-    kept, counts = filter_quality(ds, threshold=0.5)
+    kept, counts = keep_by_quality(ds, threshold=0.5)
     assert kept["id"] == ["a", "c", "e", "f"]
-    assert counts == {"kept": 4, "dropped_low_quality": 1, "dropped_missing": 1, "threshold": 0.5}
-    kept, counts = filter_quality(ds, keep_fraction=0.6)  # 3 of 5 scored rows, tie at 0.5 -> earliest wins
-    assert kept["id"] == ["a", "c", "f"] and counts["kept"] == 3
-    same, counts = filter_quality(ds)
-    assert len(same) == 6 and counts["kept"] == 6
-    with pytest.raises(CurriculumError, match="either threshold or keep_fraction"):
-        filter_quality(ds, threshold=0.1, keep_fraction=0.5)
+    assert counts == {"n_in": 6, "n_kept": 4, "n_dropped": 1, "n_missing": 1, "threshold": 0.5}
+    kept, counts = keep_by_quality(ds, top_fraction=0.6)  # 3 of 5 scored rows, tie at 0.5 -> earliest wins
+    assert kept["id"] == ["a", "c", "f"] and counts["n_kept"] == 3 and counts["threshold"] == 0.5
+    same, counts = keep_by_quality(ds)
+    assert len(same) == 6 and counts["n_kept"] == 6
+    with pytest.raises(ValueError, match="either threshold= .* not both"):
+        keep_by_quality(ds, threshold=0.1, top_fraction=0.5)
+    with pytest.raises(ValueError, match="No 'score' column.*Fix"):
+        keep_by_quality(ds, threshold=0.1, column="score")

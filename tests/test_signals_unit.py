@@ -216,12 +216,14 @@ def test_quality_probe_separates_and_round_trips(tmp_path):
     np.testing.assert_array_equal(QualityProbe.load(tmp_path / "q").predict(test), p)
 
     kept, counts = probe.keep(test, top_fraction=0.25)
-    assert counts == {"n_in": 200, "n_kept": 50, "n_dropped": 150}
+    assert {k: counts[k] for k in ("n_in", "n_kept", "n_dropped", "n_missing")} == {
+        "n_in": 200, "n_kept": 50, "n_dropped": 150, "n_missing": 0}
     assert min(kept["quality"]) >= np.sort(p)[-50] - 1e-12
     kept, counts = probe.keep(test, threshold=0.5)
     assert counts["n_kept"] == int((p >= 0.5).sum())
-    with pytest.raises(ValueError, match="exactly one"):
-        probe.keep(test)
+    assert len(probe.keep(test)[0]) == 200  # no threshold, no fraction: nothing filtered
+    with pytest.raises(ValueError, match="not both"):
+        probe.keep(test, threshold=0.5, top_fraction=0.5)
 
 
 def test_quality_fit_from_positive_and_negative_sets():

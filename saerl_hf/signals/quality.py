@@ -130,17 +130,33 @@ class QualityProbe(LinearProbe):
 
 def keep_by_quality(dataset, threshold: float | None = None, top_fraction: float | None = None,
                     column: str = "quality"):
-    """Filter a dataset that already has a quality column; see ``QualityProbe.keep``."""
-    if (threshold is None) == (top_fraction is None):
-        raise ValueError("Pass exactly one of threshold= (e.g. 0.5) or top_fraction= (e.g. 0.8).")
-    scores = np.asarray(dataset[column], dtype=np.float64)
-    if threshold is not None:
-        rows = np.flatnonzero(scores >= threshold)
-    else:
+    """Keep rows with ``quality >= threshold`` or the ``top_fraction`` best; returns ``(dataset, counts)``.
+
+    The one quality filter of the project: curate filters before ordering, the GRPO script for datasets
+    curated elsewhere, and users on their own data. Neither given: nothing is filtered. Ties at the
+    ``top_fraction`` cut keep the earlier rows; rows without a finite score are dropped and counted apart.
+    """
+    n = len(dataset)
+    if threshold is not None and top_fraction is not None:
+        raise ValueError("Pass either threshold= (e.g. 0.5) or top_fraction= (e.g. 0.8), not both. Fix: set the "
+                         "other to null.")
+    if threshold is None and top_fraction is None:
+        return dataset, {"n_in": n, "n_kept": n, "n_dropped": 0, "n_missing": 0, "threshold": None}
+    if column not in dataset.column_names:
+        raise ValueError(f"No '{column}' column to filter on (columns: {', '.join(dataset.column_names)}). Fix: "
+                         f"apply the quality probe first (QualityProbe.apply, or `saerl-hf curate`).")
+    scores = np.array([np.nan if v is None else float(v) for v in dataset[column]], dtype=np.float64)
+    finite = np.isfinite(scores)
+    if top_fraction is not None:
         if not 0.0 < top_fraction <= 1.0:
-            raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}.")
-        n_keep = int(round(top_fraction * len(scores)))
-        rows = np.sort(np.argsort(-scores, kind="stable")[:n_keep])
-    counts = {"n_in": len(scores), "n_kept": int(len(rows)), "n_dropped": int(len(scores) - len(rows))}
-    logger.info("quality filter kept %d of %d rows", counts["n_kept"], counts["n_in"])
-    return dataset.select(rows), counts
+            raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}. Fix: e.g. 0.8 keeps the best 80%.")
+        n_keep = int(round(top_fraction * finite.sum()))
+        ranked = np.flatnonzero(finite)[np.argsort(-scores[finite], kind="stable")]
+        rows = np.sort(ranked[:n_keep])
+        threshold = float(scores[ranked[n_keep - 1]]) if n_keep else float("inf")
+    else:
+        rows = np.flatnonzero(finite & (scores >= threshold))
+    counts = {"n_in": n, "n_kept": int(len(rows)), "n_dropped": int(finite.sum() - len(rows)),
+              "n_missing": int((~finite).sum()), "threshold": float(threshold)}
+    logger.info("quality filter kept %d of %d rows (%d without a score)", counts["n_kept"], n, counts["n_missing"])
+    return (dataset if len(rows) == n else dataset.select(rows)), counts
