@@ -9,16 +9,9 @@ modes are credited for the same work. The evaluation runner batches because of t
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- generation:start -->", "<!-- generation:end -->"
-CHECK_START, CHECK_END = "<!-- answer-check:start -->", "<!-- answer-check:end -->"
+from docs_section import machine, write_section
 
 
 def run(n_prompts: int, max_new_tokens: int, batch_size: int, model_name: str, benchmark: str) -> dict:
@@ -62,20 +55,9 @@ def run(n_prompts: int, max_new_tokens: int, batch_size: int, model_name: str, b
     return result
 
 
-def machine() -> str:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()}; load average {load:.1f} at the end (shared machine)"
-
-
 def section(result: dict, command: str) -> str:
     r = result
     return "\n".join([
-        START,
         "## Evaluation / generation",
         "",
         f"Regenerate: `{command}`",
@@ -95,8 +77,6 @@ def section(result: dict, command: str) -> str:
         "",
         "Both modes prefill every prompt (~150-250 tokens here), so short budgets dilute the gain; greedy "
         "batches drop rows that reached EOS (`saerl_hf.generation`), which `model.generate` does not.",
-        "",
-        END,
     ])
 
 
@@ -118,7 +98,6 @@ def answer_check_cost() -> dict:
 
 def check_section(cost: dict) -> str:
     return "\n".join([
-        CHECK_START,
         "### Answer checking cost (`saerl_hf.answers.is_correct`)",
         "",
         "Regenerate: `python benchmarks/generation.py --part answer-check`. Machine: " + machine() + ".",
@@ -130,22 +109,7 @@ def check_section(cost: dict) -> str:
         f"{cost['math500_ms']:.2f} ms |",
         f"| `\\boxed{{9^{{9^{{9^9}}}}}}` with `timeout_s=1` | helper killed, scored False | "
         f"{cost['pathological_s']:.2f} s |",
-        "",
-        CHECK_END,
     ])
-
-
-def write_doc(text: str, start: str = START, end: str = END) -> None:
-    """Replace this script's section of docs/benchmarks.md (others own the other sections)."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    current = DOC.read_text() if DOC.is_file() else "# Benchmarks\n"
-    if start in current and end in current:
-        current = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: text, current, flags=re.DOTALL)
-    elif start != START and END in current:  # the answer-check block sits right under the generation one
-        current = current.replace(END, END + "\n" + text, 1)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(current)
 
 
 def main(argv=None) -> int:
@@ -171,12 +135,12 @@ def main(argv=None) -> int:
         text = section(result, command)
         print(text)
         if not args.no_write:
-            write_doc(text)
+            write_section("generation", text)
     if args.part in ("all", "answer-check"):
         text = check_section(answer_check_cost())
         print(text)
         if not args.no_write:
-            write_doc(text, CHECK_START, CHECK_END)
+            write_section("answer-check", text, after="generation")
     return 0
 
 

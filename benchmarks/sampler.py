@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from docs_section import machine, write_section  # noqa: E402
 
 from saerl_hf.curriculum import add_curriculum_rank, batch_stats, curriculum_order  # noqa: E402
 from saerl_hf.samplers import AdaptiveDifficultySampler, CurriculumRepeatSampler  # noqa: E402
@@ -83,7 +84,7 @@ def markdown(results, rows, batch, generations) -> str:
         "",
         f"`.venv/bin/python benchmarks/sampler.py` — {rows:,} synthetic rows (64 Zipf-sized clusters, difficulty with",
         f"ties), B = {batch} unique prompts per generation batch, G = {generations} completions, mixing 0.25; best of a",
-        f"few runs on a shared 2-core CPU ({platform.processor() or platform.machine()}, Python {platform.python_version()}).",
+        f"few runs. Machine: {machine()}; Python {platform.python_version()}.",
         "",
         "| Step | Seconds | Note |",
         "|---|---:|---|",
@@ -99,22 +100,6 @@ def markdown(results, rows, batch, generations) -> str:
     return "\n".join(lines)
 
 
-START, END = "<!-- sampler:start -->", "<!-- sampler:end -->"
-
-
-def write_section(text: str, path: Path) -> None:
-    """Replace only this benchmark's marked block in docs/benchmarks.md (other blocks belong to others)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    if START in old and END in old:
-        new = old[: old.index(START)] + block + old[old.index(END) + len(END) :]
-    else:
-        unmarked = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\n<!-- |\Z)", re.DOTALL)  # an older unmarked copy
-        new = unmarked.sub(lambda _: block, old) if unmarked.search(old) else old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -127,7 +112,7 @@ def main(argv=None) -> int:
     text = markdown(results, args.rows, args.batch, args.generations)
     print(text)
     if not args.no_write:
-        write_section(text, ROOT / "docs" / "benchmarks.md")
+        write_section("sampler", text)
     return 0
 
 
