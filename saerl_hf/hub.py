@@ -23,6 +23,7 @@ import re
 import shlex
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,6 +91,8 @@ class PushConfig:
     max_retries: int = field(default=4, metadata={"help": "Retries per step on 5xx/timeouts/connection errors."})
     retry_base_wait: float = field(default=1.0, metadata={"help": "First backoff wait in seconds (doubles)."})
     retry_max_wait: float = field(default=30.0, metadata={"help": "Cap of one backoff wait in seconds."})
+    request_timeout: float = field(default=120.0, metadata={
+        "help": "Seconds one HTTP read/write may stall before it counts as a (retried) timeout; 0 waits forever."})
 
 
 @dataclass
@@ -256,10 +259,43 @@ def push_curated(
     retry_base_wait: float = 1.0,
     retry_max_wait: float = 30.0,
     command: str | None = None,
+    request_timeout: float = 120.0,
 ) -> PushResult:
     """Publish ``local_dir`` to ``repo_id`` at branch ``revision`` (see the module docstring); resumable."""
     cfg = PushConfig(str(local_dir), repo_id, revision, create_pr, commit_message, private, None, max_retries,
-                     retry_base_wait, retry_max_wait)
+                     retry_base_wait, retry_max_wait, request_timeout)
+    with _request_timeout(request_timeout):
+        return _push_curated(local_dir, cfg, command, token)
+
+
+@contextmanager
+def _request_timeout(seconds: float | None):
+    """Bound every HTTP read/write of the push: huggingface_hub's shared client has no timeout, so a server that
+    stops answering would hang the push forever instead of failing into the retry loop. The previous client
+    factory is restored afterwards."""
+    if not seconds:
+        yield
+        return
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils import _http
+
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
+
+    def factory():
+        client = previous()
+        client.timeout = seconds
+        return client
+
+    set_client_factory(factory)
+    try:
+        yield
+    finally:
+        set_client_factory(previous)
+
+
+def _push_curated(local_dir, cfg: PushConfig, command: str | None, token: str | None) -> PushResult:
+    repo_id, revision, create_pr, private = cfg.repo_id, cfg.revision, cfg.create_pr, cfg.private
+    commit_message = cfg.commit_message
     root = check_curated_dir(local_dir)
     from huggingface_hub import HfApi
     from huggingface_hub.utils import get_token
@@ -573,7 +609,7 @@ def cli_main(argv: list[str]) -> int:
     try:
         result = push_curated(cfg.curated_dir, cfg.repo_id, cfg.revision, cfg.create_pr, cfg.commit_message,
                               cfg.token, cfg.private, cfg.max_retries, cfg.retry_base_wait, cfg.retry_max_wait,
-                              command=command)
+                              command=command, request_timeout=cfg.request_timeout)
     except HubPushError as err:
         print(f"saerl-hf push: {err}", file=sys.stderr)
         return 1

@@ -193,6 +193,23 @@ def test_retries_are_bounded_with_doubling_backoff(hub, hub_run, curated_dirs):
     assert len(hub.received("create")) == 1
 
 
+def test_a_silent_server_times_out_and_the_push_retries(hub, hub_run, curated_dirs):
+    """The server takes the card commit and never answers: the bounded request timeout turns that into a
+    retried timeout instead of a push that hangs forever, and the push completes."""
+    v1 = curated_dirs[0]
+    before = tree_digest(v1)
+    released = hub.faults.hold("commit", after=1)
+    try:
+        res, proc = _push(hub_run, v1, "saerl/silent", "v1", "--request-timeout", "2")
+    finally:
+        released.set()
+    assert re.search(r"push step 'push card and saerl/': attempt 1/5 failed \(\w*Timeout", proc.stderr)
+    assert res["dataset_pushed"] and res["artefacts_pushed"]
+    titles = _branch_titles(hub, "saerl/silent", "v1")
+    assert titles[0].startswith("saerl-hf: card") and sum(t.startswith("saerl-hf: curated rows") for t in titles) == 1
+    assert tree_digest(v1) == before
+
+
 def test_canary_token_is_never_written(hub, hub_run, hub_env, curated_dirs, tmp_path):
     """The token reaches the server only in Authorization headers: not in files, logs, errors, commits."""
     canary = "hf_CANARY" + uuid.uuid4().hex
