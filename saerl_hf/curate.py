@@ -261,6 +261,28 @@ def label_subset(pool, config: CurateConfig, stage_dir: Path, timings: dict):
     return pool.select(take)
 
 
+def featurize_quality_set(quality_set, featurized_pool, stage_dir: Path, featurize_chunk, chunk_size: int):
+    """Features for the quality probe's set: its clean rows are pool rows, already featurized, so their features
+    are copied from the pool (the featurizer reads only the prompt up to the problem's end, so they are the same
+    features); only the generated corruptions run through the reader."""
+    from datasets import concatenate_datasets
+
+    from saerl_hf.stages import chunked_map
+
+    clean = np.flatnonzero(np.asarray(quality_set["is_clean"]) == 1)
+    corrupted = np.flatnonzero(np.asarray(quality_set["is_clean"]) != 1)
+    negatives = chunked_map(quality_set.select(corrupted), stage_dir, featurize_chunk, chunk_size,
+                            "featurize_quality", desc="featurize quality set (chunks)")
+    row_of = {pool_id: i for i, pool_id in enumerate(featurized_pool["id"])}
+    copied = featurized_pool.select([row_of[i] for i in quality_set.select(clean)["pool_id"]])
+    positives = quality_set.select(clean)
+    for column in ("sae_idx", "sae_val", "sae_l0"):
+        positives = positives.add_column(column, copied[column], feature=negatives.features[column])
+    merged = concatenate_datasets([positives, negatives])
+    merged.info.description = negatives.info.description  # the featurize provenance
+    return merged
+
+
 def run_curate(config: CurateConfig, command: str | None = None) -> dict:
     """Run (or resume) every stage; returns the summary (also written to ``summary.json``)."""
     from datasets import load_from_disk
@@ -311,12 +333,14 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
     def build_quality_set():
         n = min(config.quality_train_size, len(clean))
         sample = clean.select(np.sort(np.random.default_rng(config.seed + 1).permutation(len(clean))[:n]))
-        return make_quality_dataset(sample, seed=config.seed + 1)
+        made = make_quality_dataset(sample, seed=config.seed + 1)
+        ids = sample["id"]
+        return made.add_column("pool_id", [ids[o] if c == 1 else None for o, c in zip(made["origin"], made["is_clean"])])
 
     quality_set = run_dataset_stage(stages / "04_quality_set", build_quality_set, "quality_set", timings)
     t0 = time.perf_counter()
-    quality_set = chunked_map(quality_set, stages / "05_featurize_quality", lambda chunk: featurize(chunk, fconf),
-                              config.chunk_size, "featurize_quality", desc="featurize quality set (chunks)")
+    quality_set = featurize_quality_set(quality_set, featurized, stages / "05_featurize_quality",
+                                        lambda chunk: featurize(chunk, fconf), config.chunk_size)
     timings["featurize_quality"] = round(time.perf_counter() - t0, 2)
 
     # 3. fit the probes (saved as safetensors + JSON) and apply them to the pool

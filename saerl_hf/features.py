@@ -317,23 +317,34 @@ class Featurizer:
             return codes.max(0).values
         return codes.sum(0)
 
-    def _encode_row(self, tokens, sae, k: int, where: str, layer: int) -> tuple:
-        """SAE-encode one row's problem-token activations, pool, keep the top-k: (idx, val, l0, dense mean)."""
-        tokens = tokens.float()
+    def _encode_rows(self, row_tokens: list[torch.Tensor], sae, k: int, names: list[str], layer: int) -> list[tuple]:
+        """SAE-encode the problem-token activations of a batch's rows in one call, pool each row, keep its top-k.
+
+        Returns one ``(idx, val, l0, dense mean)`` per row; ``names[j]`` names row j in errors.
+        """
+        lengths = [len(t) for t in row_tokens]
+        tokens = torch.cat(row_tokens).float()
         if not torch.isfinite(tokens).all():
-            raise ActivationError(f"{where}: NaN/inf activations at block {layer} "
-                                  f"of '{self.model}'. Fix: check the model weights/dtype (try float32).")
-        pooled = self._pool(sae.encode(tokens.to(sae.dtype))).float()
-        if not torch.isfinite(pooled).all():
-            raise ActivationError(f"{where}: NaN/inf SAE codes from finite activations. Fix: check the SAE "
+            bad = next(j for j, t in enumerate(row_tokens) if not torch.isfinite(t).all())
+            raise ActivationError(f"{names[bad]}: NaN/inf activations at block {layer} of '{self.model}'. Fix: check "
+                                  f"the model weights/dtype (try float32).")
+        codes = sae.encode(tokens.to(sae.dtype)).float()
+        if not torch.isfinite(codes).all():
+            bad = next(j for j, c in enumerate(codes.split(lengths)) if not torch.isfinite(c).all())
+            raise ActivationError(f"{names[bad]}: NaN/inf SAE codes from finite activations. Fix: check the SAE "
                                   f"weights (reload or retrain it); a corrupt or mis-normalised SAE gives this.")
-        vals, idx = pooled.topk(k)
-        keep = vals != 0
-        idx, vals = idx[keep], vals[keep]
-        order_idx = idx.argsort()
-        dense = tokens.mean(0).cpu().numpy().astype(np.float32) if self.dense else None
-        return (idx[order_idx].cpu().numpy().astype(np.int32), vals[order_idx].cpu().numpy().astype(np.float32),
-                int((pooled != 0).sum()), dense)
+        pooled = torch.stack([self._pool(c) for c in codes.split(lengths)])
+        vals, idx = pooled.topk(k, dim=1)
+        l0 = (pooled != 0).sum(1).tolist()
+        dense = [t.mean(0).cpu().numpy().astype(np.float32) for t in tokens.split(lengths)] if self.dense else None
+        out = []
+        for j in range(len(row_tokens)):
+            keep = vals[j] != 0
+            row_idx, row_val = idx[j][keep], vals[j][keep]
+            order = row_idx.argsort()
+            out.append((row_idx[order].cpu().numpy().astype(np.int32), row_val[order].cpu().numpy().astype(np.float32),
+                        int(l0[j]), dense[j] if dense is not None else None))
+        return out
 
     @torch.no_grad()
     def __call__(self, batch: dict, indices=None, rank: int | None = None) -> dict:
@@ -369,9 +380,10 @@ class Featurizer:
                 segments = [ids[i][starts[i] : positions[i][-1] + 1] for i in rows]
                 input_ids, mask = right_pad(segments, pad_id, device)
                 acts = residual_stream(model, input_ids, mask, layer, past=past)
-                for b, i in enumerate(rows):
-                    rows_out[i] = self._encode_row(acts[b, [p - starts[i] for p in positions[i]]], sae, k,
-                                                   self._row_name(batch, i, indices), layer)
+                encoded = self._encode_rows([acts[b, [p - starts[i] for p in positions[i]]] for b, i in enumerate(rows)],
+                                            sae, k, [self._row_name(batch, i, indices) for i in rows], layer)
+                for i, row in zip(rows, encoded):
+                    rows_out[i] = row
         STATS["rows"] += n
         result = {"sae_idx": [r[0] for r in rows_out], "sae_val": [r[1] for r in rows_out],
                   "sae_l0": [r[2] for r in rows_out]}

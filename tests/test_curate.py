@@ -61,6 +61,27 @@ def test_curated_dir_has_every_column_artefact_and_count(curated):
     assert summary["content_hash"] == content_hash(ds)
 
 
+def test_quality_set_reuses_pool_features_and_featurizes_only_corruptions(curated, tiny_model_dir, tiny_sae_dir):
+    """The probe's clean rows carry their pool rows' features (copied, not recomputed); those equal what the
+    featurizer computes for them afresh, and only the generated corruptions went through the reader."""
+    from saerl_hf.features import FeaturizeConfig, featurize
+
+    out, _ = curated
+    quality_set = load_from_disk(str(out / "stages" / "04_quality_set"))
+    chunks = sorted((out / "stages" / "05_featurize_quality").glob("chunk_*"))
+    featurized_rows = sum(len(load_from_disk(str(c))) for c in chunks)
+    assert featurized_rows == quality_set["is_clean"].count(0)
+    pool = load_from_disk(str(out / "stages" / "07_signals"))
+    clean = quality_set.filter(lambda r: r["is_clean"] == 1).select(range(5))
+    by_id = {i: n for n, i in enumerate(pool["id"])}
+    fresh = featurize(clean, FeaturizeConfig(model=tiny_model_dir, sae=tiny_sae_dir, top_k=16, batch_size=8,
+                                             cache_dir=str(out / "fresh_cache")))
+    for row in fresh:
+        copied = pool[by_id[row["pool_id"]]]
+        assert row["sae_idx"] == copied["sae_idx"]
+        np.testing.assert_allclose(row["sae_val"], copied["sae_val"], atol=1e-4)
+
+
 def test_rerun_reuses_every_stage_and_gives_the_same_hash(curated, tiny_model_dir, tiny_sae_dir):
     out, summary = curated
     markers = {p: p.stat().st_mtime_ns for p in (out / "stages").rglob("_SAERL_STAGE_DONE.json")}
