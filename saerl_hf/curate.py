@@ -62,7 +62,7 @@ class CurateConfig:
     pooling: str = field(default="mean", metadata={"help": "mean | max | sum over the problem's tokens."})
     top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt."})
     max_length: int = field(default=384, metadata={"help": "Longer prompts are truncated (counted)."})
-    featurize_batch_size: int = field(default=32, metadata={"help": "Prompts per reader forward."})
+    featurize_batch_size: int = field(default=16, metadata={"help": "Prompts per reader forward."})
     chunk_size: int = field(default=1000, metadata={"help": "Rows per resumable featurize chunk."})
     # difficulty
     difficulty_label: str = field(default="level", metadata={
@@ -231,7 +231,7 @@ def featurize_config(config: CurateConfig, cache: Path):
     return FeaturizeConfig(
         model=config.model, sae=config.sae, sae_width=config.sae_width, sae_k=config.sae_k, layer=config.layer,
         pooling=config.pooling, top_k=config.top_k, max_length=config.max_length,
-        batch_size=config.featurize_batch_size, cache_dir=str(cache),
+        batch_size=config.featurize_batch_size, map_batch_size=config.chunk_size, cache_dir=str(cache),
     )
 
 

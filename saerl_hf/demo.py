@@ -47,7 +47,7 @@ class DemoConfig:
     heldout_limit: int = field(default=60, metadata={"help": "Held-out items scored at start and end."})
     grpo_config: str = field(default=str(REPO_ROOT / "recipes/smollm2-135m/grpo/config_saerl.yaml"),
                              metadata={"help": "GRPO recipe the arms share."})
-    featurize_batch_size: int = field(default=32, metadata={"help": "Prompts per reader forward."})
+    featurize_batch_size: int = field(default=16, metadata={"help": "Prompts per reader forward."})
     quality_train_size: int = field(default=300, metadata={"help": "Clean prompts for the quality probe."})
     n_clusters: int = field(default=6, metadata={"help": "SAE-space clusters."})
 
