@@ -11,7 +11,7 @@ export SAERL_DATA_DIR
 export HF_HUB_DISABLE_TELEMETRY = 1
 export WANDB_MODE = disabled
 
-.PHONY: setup demo test lint clean-venv
+.PHONY: setup demo test lint benchmarks clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest tests -q -x --durations=15
+
+benchmarks: setup
+	$(BIN)/python benchmarks/run_all.py
 
 lint: setup
 	$(BIN)/ruff check saerl_hf tests benchmarks

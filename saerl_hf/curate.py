@@ -63,6 +63,9 @@ class CurateConfig:
     top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt."})
     max_length: int = field(default=384, metadata={"help": "Longer prompts are truncated (counted)."})
     featurize_batch_size: int = field(default=16, metadata={"help": "Prompts per reader forward."})
+    reader_dtype: str = field(default="float32", metadata={
+        "help": "Reader dtype for featurizing: float32, bfloat16, or auto (bfloat16 where the CPU/GPU computes it "
+                "natively: 2.6x faster on an AVX512-BF16 CPU, pooled features at cosine 0.998 to float32's)."})
     chunk_size: int = field(default=1000, metadata={"help": "Rows per resumable featurize chunk."})
     # difficulty
     difficulty_label: str = field(default="level", metadata={
@@ -232,6 +235,7 @@ def featurize_config(config: CurateConfig, cache: Path):
         model=config.model, sae=config.sae, sae_width=config.sae_width, sae_k=config.sae_k, layer=config.layer,
         pooling=config.pooling, top_k=config.top_k, max_length=config.max_length,
         batch_size=config.featurize_batch_size, map_batch_size=config.chunk_size, cache_dir=str(cache),
+        dtype=config.reader_dtype,
     )
 
 
@@ -473,6 +477,7 @@ def _provenance(config: CurateConfig, dataset_provenance: dict) -> dict:
         "pooling": feat.get("pooling"),
         "top_k": feat.get("top_k"),
         "prompt_format": feat.get("prompt_format"),
+        "dtype": feat.get("dtype"),
         "signals": {k: v for k, v in dataset_provenance.items() if k != "featurize"},
         "library_versions": library_versions(),
     }

@@ -92,7 +92,9 @@ class FeaturizeConfig:
     num_proc: int | None = field(default=None, metadata={"help": "`Dataset.map` processes."})
     with_rank: bool = field(default=False, metadata={"help": "One device per map rank (cuda:rank when available)."})
     device: str | None = field(default=None, metadata={"help": "Force a device (default: cuda if available, else cpu)."})
-    dtype: str = field(default="float32", metadata={"help": "Reader model dtype."})
+    dtype: str = field(default="float32", metadata={"help": "Reader model dtype: float32, bfloat16, or auto (bfloat16 "
+                                                            "where the hardware computes it natively, else float32; "
+                                                            "see docs/benchmarks.md for speed and fidelity)."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache dir for in-memory inputs' map results "
                                                                   "(default `<SAERL_CACHE>/featurize`)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code (off by default)."})
@@ -124,6 +126,28 @@ class FeaturizeConfig:
                 f"{self.model}` first, or pass --sae <dir | org/repo | release:sae_id>."
             )
         return str(path)
+
+
+def native_bf16(device: str | None = None) -> bool:
+    """Whether bfloat16 matmuls run natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX-BF16
+    (there oneDNN's bf16 kernels beat float32 by ~2.5x; elsewhere bf16 is emulated and slower)."""
+    if (device or _default_device(None)).startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def resolve_dtype(dtype: str, device: str | None = None) -> str:
+    """The reader dtype to use: ``auto`` becomes bfloat16 where it is native (:func:`native_bf16`), else float32.
+    The resolved name is what provenance and the fingerprint record."""
+    if dtype == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+        raise FeaturizeError(f"dtype '{dtype}' is not a torch dtype. Fix: use float32, bfloat16 or auto.")
+    return dtype
 
 
 def _sae_handle(spec: str, sae_id: str | None, model: str) -> SAEHandle:
@@ -159,7 +183,7 @@ class Featurizer:
         self.pooling, self.top_k, self.prompt_format = pooling, int(top_k), prompt_format
         self.problem_column, self.source_column, self.id_column = problem_column, source_column, id_column
         self.max_length, self.batch_size, self.dense = int(max_length), int(batch_size), bool(dense)
-        self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
+        self.device, self.dtype, self.trust_remote_code = device, resolve_dtype(dtype, device), trust_remote_code
         self.reuse_prefix = bool(reuse_prefix)
         self._warned_truncation = False
 

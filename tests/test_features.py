@@ -262,3 +262,21 @@ def test_real_smollm2_on_gsm8k(smollm2_path, data_dir, tmp_path):
     keep = vals > 0
     assert sorted(idx[keep].tolist()) == out[5]["sae_idx"]
     np.testing.assert_allclose(sorted(out[5]["sae_val"]), sorted(vals[keep].tolist()), rtol=1e-3, atol=1e-4)
+
+
+def test_dtype_auto_resolves_by_hardware_and_bf16_features_stay_close(gsm, tiny_model_dir, tiny_sae, monkeypatch):
+    """`auto` means bfloat16 only where it is native; bf16 features are close to float32's but fingerprinted apart."""
+    assert F.resolve_dtype("auto", "cpu") == ("bfloat16" if F.native_bf16("cpu") else "float32")
+    monkeypatch.setattr(F, "native_bf16", lambda device=None: False)
+    assert F.resolve_dtype("auto", "cpu") == "float32" and F.resolve_dtype("bfloat16") == "bfloat16"
+    with pytest.raises(FeaturizeError, match="not a torch dtype.*Fix"):
+        F.resolve_dtype("float33")
+    batch = gsm.select(range(6))[:]
+    fp32 = Featurizer(sae=tiny_sae, model=tiny_model_dir, top_k=32, dtype="float32")
+    bf16 = Featurizer(sae=tiny_sae, model=tiny_model_dir, top_k=32, dtype="bfloat16")
+    assert fp32.settings()["dtype"] == "float32" and bf16.settings()["dtype"] == "bfloat16"
+    exact, close = fp32(batch), bf16(batch)
+    for a_idx, a_val, b_idx, b_val in zip(exact["sae_idx"], exact["sae_val"], close["sae_idx"], close["sae_val"]):
+        x, y = np.zeros(128), np.zeros(128)
+        x[a_idx], y[b_idx] = a_val, b_val
+        assert x @ y / np.linalg.norm(x) / np.linalg.norm(y) > 0.98
