@@ -77,6 +77,9 @@ class ExperimentConfig:
                 "(greedy decoding makes it identical across runs)."})
     report_path: str = field(default="docs/RESULTS.md", metadata={"help": "Markdown report (PNGs beside it)."})
     title: str = field(default="SAERL vs vanilla GRPO on the CPU testbed", metadata={"help": "Report title."})
+    history: list[str] = field(default_factory=list, metadata={
+        "help": "Earlier designs of this comparison and what they gave, one entry each (the report lists them "
+                "under 'What was tried', so a regenerated page keeps them)."})
 
     def run_list(self) -> list[tuple[str, int]]:
         out = []
@@ -396,7 +399,8 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
                 lines.append(f"- **{ARM_LABELS.get(arm, arm)} vs vanilla: {info['verdict']}** — Δ {info['delta_points']} "
                              f"points at step {analysis['final_step']} (noise ±{100 * analysis['noise_2se']:.1f} points "
                              f"at 2 SE for n={agg['vanilla']['heldout_n']}); steps to vanilla's final accuracy: "
-                             + (f"{info['steps_to_vanilla_final']} of {analysis['final_step']}."
+                             + (("never within " if info["steps_to_vanilla_final"] is None
+                                 else f"{info['steps_to_vanilla_final']} of ") + f"{analysis['final_step']} steps."
                                 if analysis.get("vanilla_improved") else "n/a (vanilla ended below its start)."))
         finished = {arm: a["seeds"] for arm, a in agg.items()}
         lines.append(f"- Planned runs: {config.runs}; finished: {finished}.")
@@ -420,6 +424,8 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
         for seed, curve in sorted(a["per_seed"].items()):
             points = ", ".join(f"{step}: {100 * acc:.1f}" for step, acc in sorted(curve.items()))
             lines.append(f"- {arm} seed {seed}: {points}")
+    if config.history:
+        lines += ["", "## What was tried", ""] + [f"- {item}" for item in config.history]
     lines += ["", "## Settings", "", f"- curate recipe: `{config.curate_config}` {config.curate_overrides}",
               f"- GRPO recipe shared by every arm: `{config.grpo_config}`, overrides {config.grpo_overrides}",
               f"- arms: {', '.join(f'{arm} = {ARMS[arm]}' for arm in agg)}",
