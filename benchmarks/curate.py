@@ -112,7 +112,7 @@ def section(r: dict) -> str:
         "",
         f"**Total: {r['wall_s'] / 60:.1f} min** (goal <= 15 min on 2 cores: {goal}).",
         "",
-        f"Baseline measured in the same run: a plain full forward with logits over {b['sample_rows']} sampled whole "
+        f"Baseline measured in the same run: a plain float32 full forward with logits over {b['sample_rows']} sampled whole "
         f"chat prompts took {b['sample_s']:.1f} s for {b['sample_tokens']:,} tokens; at that rate the pool's "
         f"{b['pool_tokens']:,} prompt tokens would take {b['pool_estimate_s']:.0f} s, "
         f"**{b['pool_estimate_s'] / featurize_s:.2f}x** the featurize stage ({featurize_s:.0f} s, which also "
