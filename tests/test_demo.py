@@ -30,8 +30,8 @@ def test_demo_runs_the_whole_pipeline_end_to_end(tiny_model_dir, data_dir, tmp_p
         assert runs[arm]["metrics"]["train_runtime"] > 0 and runs[arm]["script_args"]["curriculum"] == arm
         assert runs[arm]["heldout_curve"], "held-out accuracy was logged while training"
     assert runs["vanilla"]["quality_filter"] is None, "vanilla trains on the unfiltered pool"
-    assert runs["saerl"]["quality_filter"]["threshold"] == 0.5 and runs["saerl"]["quality_filter"]["kept"] > 0
-    assert runs["saerl"]["num_train_rows"] == runs["saerl"]["quality_filter"]["kept"]
+    assert runs["saerl"]["quality_filter"]["threshold"] == 0.5 and runs["saerl"]["quality_filter"]["n_kept"] > 0
+    assert runs["saerl"]["num_train_rows"] == runs["saerl"]["quality_filter"]["n_kept"]
     report = (out / "REPORT.md").read_text()
     assert "vanilla" in report and "SAERL" in report and (out / "report_curves.png").is_file()
     assert (out / "curated" / "dataset" / "dataset_info.json").is_file()
