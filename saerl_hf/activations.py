@@ -83,7 +83,7 @@ def cache_keyword(module) -> str:
     return "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
 
 
-def _run_to_layer(model, layer: int, **inputs) -> torch.Tensor | None:
+def _run_to_layer(model, layer: int, **inputs) -> torch.Tensor:
     """Run the decoder stack on ``inputs`` up to block ``layer`` (inclusive); return that block's output."""
     captured: list[torch.Tensor] = []
 
