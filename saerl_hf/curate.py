@@ -452,7 +452,10 @@ def _check_config_unchanged(out: Path, config: CurateConfig) -> None:
     current = {k: v for k, v in asdict(config).items() if k not in ("push_to_hub", "hub_revision", "create_pr")}
     if path.is_file():
         previous = json.loads(path.read_text())
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        # A setting added to CurateConfig after that run was made is compared at its default value.
+        defaults = {k: v for k, v in asdict(CurateConfig(sources=config.sources)).items() if k in current}
+        changed = sorted(k for k in set(previous) | set(current)
+                         if previous.get(k, defaults.get(k)) != current.get(k))
         if changed:
             raise CurateError(
                 f"{out} holds a curate run with other settings ({', '.join(changed)}). Fix: choose another "

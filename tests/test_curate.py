@@ -131,3 +131,18 @@ def test_kill_9_mid_run_then_rerun_gives_the_identical_dataset(curated, tiny_mod
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
     assert summary["content_hash"] == reference["content_hash"]
     assert np.isfinite(summary["timings_s"]["featurize"])
+
+
+def test_a_run_made_before_a_new_setting_existed_still_resumes(curated, tiny_model_dir, tiny_sae_dir):
+    """A stages/config.json written before a CurateConfig field was added compares that field at its default."""
+    out, summary = curated
+    path = out / "stages" / "config.json"
+    saved = json.loads(path.read_text())
+    try:
+        path.write_text(json.dumps({k: v for k, v in saved.items() if k != "reader_dtype"}))
+        again = run_curate(small_config(tiny_model_dir, tiny_sae_dir, out), command="pytest")
+        assert again["content_hash"] == summary["content_hash"]
+        with pytest.raises(CurateError, match="reader_dtype"):
+            run_curate(small_config(tiny_model_dir, tiny_sae_dir, out, reader_dtype="bfloat16"), command="pytest")
+    finally:
+        path.write_text(json.dumps(saved))
