@@ -77,6 +77,9 @@ class ExperimentConfig:
                 "(greedy decoding makes it identical across runs)."})
     report_path: str = field(default="docs/RESULTS.md", metadata={"help": "Markdown report (PNGs beside it)."})
     title: str = field(default="SAERL vs vanilla GRPO on the CPU testbed", metadata={"help": "Report title."})
+    companions: list[str] = field(default_factory=list, metadata={
+        "help": "Other experiments (their YAML), summarised in a section of this report from their saved "
+                "results.json, e.g. the transfer experiment beside the main one."})
     history: list[str] = field(default_factory=list, metadata={
         "help": "Earlier designs of this comparison and what they gave, one entry each (the report lists them "
                 "under 'What was tried', so a regenerated page keeps them)."})
@@ -424,6 +427,8 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
         for seed, curve in sorted(a["per_seed"].items()):
             points = ", ".join(f"{step}: {100 * acc:.1f}" for step, acc in sorted(curve.items()))
             lines.append(f"- {arm} seed {seed}: {points}")
+    for companion in config.companions:
+        lines += ["", *companion_section(companion, report_dir=Path(config.report_path).parent)]
     if config.history:
         lines += ["", "## What was tried", ""] + [f"- {item}" for item in config.history]
     lines += ["", "## Settings", "", f"- curate recipe: `{config.curate_config}` {config.curate_overrides}",
@@ -431,6 +436,33 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
               f"- arms: {', '.join(f'{arm} = {ARMS[arm]}' for arm in agg)}",
               f"- runs: {config.runs}; accelerate config `{config.accelerate_config}`"]
     return "\n".join(lines) + "\n"
+
+
+def companion_section(yaml_path: str, report_dir: Path) -> list[str]:
+    """A short summary of another experiment (e.g. transfer to another policy) from its saved results.json."""
+    values = yaml.safe_load(Path(yaml_path).read_text()) or {}
+    title = values.get("title", yaml_path)
+    results = Path(values.get("output_dir", "")) / "results.json"
+    lines = [f"## {title}", ""]
+    if not results.is_file():
+        return lines + [f"Not run yet: `python -m saerl_hf.experiment --config {yaml_path}`."]
+    data = json.loads(results.read_text())
+    agg, analysis = data["aggregate"], data.get("analysis") or {}
+    report = Path(values.get("report_path", ""))
+    link = os.path.relpath(report, report_dir) if report.name else None
+    lines += [f"Experiment `{yaml_path}`" + (f"; full report: [{report.name}]({link})." if link else "."), "",
+              "| arm | seeds | acc. at step 0 | final acc. (mean ± std) | Δ vs vanilla (pts) | verdict |",
+              "|---|---|---|---|---|---|"]
+    for arm, a in agg.items():
+        info = analysis.get("arms", {}).get(arm, {})
+        final = f"{_pct(a['mean'][-1])} ± {_pct(a['std'][-1])} (step {a['steps'][-1]})" if a["mean"] else "n/a"
+        lines.append(f"| {ARM_LABELS.get(arm, arm)} | {','.join(map(str, a['seeds']))} | "
+                     f"{_pct(info.get('start_accuracy'))} | {final} | {info.get('delta_points', 'n/a')} | "
+                     f"{info.get('verdict', '-')} |")
+    late = {arm: a["late_rewards"]["correctness"] for arm, a in agg.items()}
+    lines += ["", "Correctness reward of sampled completions over the last 10 steps: "
+              + ", ".join(f"{arm} {100 * v:.1f}%" for arm, v in late.items()) + "."]
+    return lines
 
 
 def cli_main(argv: list[str] | None = None) -> int:

@@ -157,9 +157,14 @@ def load_train_dataset(name: str, split: str = "train", revision: str | None = N
     return ds
 
 
-def prepare_prompts(ds):
-    """Add TRL's conversational ``prompt`` from ``problem`` (+ ``source``) with the shared prompt builder."""
-    from saerl_hf.prompts import build_messages
+def prepare_prompts(ds, tokenizer=None):
+    """Add TRL's ``prompt`` from ``problem`` (+ ``source``) with the shared prompt builder.
+
+    Conversational (a list of messages) when the tokenizer has a chat template; a base model without one
+    (Gemma 3 270M base) gets the same few-shot text prompt the evaluation gives it (``prompts.plain_prompt``),
+    so training and held-out scoring see one prompt.
+    """
+    from saerl_hf.prompts import build_messages, family_of, plain_prompt
 
     cols = ds.column_names
     drop = [c for c in cols if c.startswith(DROP_COLUMNS_PREFIX)]
@@ -172,6 +177,11 @@ def prepare_prompts(ds):
             raise ValueError(f"the train dataset has no '{needed}' column (columns: {', '.join(cols)}). "
                              f"Fix: use the canonical schema of saerl_hf.data (problem, answer, source, ...).")
     has_source = "source" in cols
+    if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
+        return ds.map(
+            lambda row: {"prompt": plain_prompt(row["problem"], family_of(row["source"] if has_source else None))},
+            desc="prompts (few-shot text)",
+        )
     return ds.map(
         lambda row: {"prompt": build_messages(row["problem"], row["source"] if has_source else None)},
         desc="prompts",
@@ -361,12 +371,11 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     if script_args.quality_threshold is not None or script_args.quality_keep_fraction is not None:
         ds, quality_counts = keep_by_quality(ds, script_args.quality_threshold, script_args.quality_keep_fraction)
         logger.info("quality filter: %s", quality_counts)
-    ds = prepare_prompts(ds)
-    ds, sampler, sampler_kwargs = _sampler_setup(script_args, training_args, ds)
-    heldout = load_heldout(script_args, ds, seed=training_args.seed)
-
     model, model_path = _load_model(model_args, training_args)
     tokenizer = load_tokenizer(model_path, trust_remote_code=_trust_remote_code(model_args))
+    ds = prepare_prompts(ds, tokenizer)
+    ds, sampler, sampler_kwargs = _sampler_setup(script_args, training_args, ds)
+    heldout = load_heldout(script_args, ds, seed=training_args.seed)
     callbacks = []
     eval_cb = None
     if heldout:

@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from saerl_hf.prompts import family_of
+from saerl_hf.prompts import cut_completion, family_of
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +77,21 @@ def _boxed_content(text: str) -> str | None:
     return None
 
 
-def format_reward(completions, source=None, **kwargs) -> list[float]:
+def format_reward(completions, source=None, prompts=None, **kwargs) -> list[float]:
     """Partial credit for stating an answer the way the prompt asks (dense signal while correctness is sparse).
 
     Word problems: 1.0 for ``Answer: <number>``, 0.5 for the marker without a number. Competition math:
-    1.0 for a non-empty ``\\boxed{...}``, 0.5 for an unclosed or empty one. Otherwise 0.0.
+    1.0 for a non-empty ``\\boxed{...}``, 0.5 for an unclosed or empty one. Otherwise 0.0. A few-shot text
+    prompt (base models) already ends with ``Answer:``, so there the completion itself must open with the
+    answer; only the text before the model invents a next ``Question:`` counts.
     """
     n = len(completions)
     out = []
-    for completion, src in zip(completions, _broadcast(source, n)):
+    for completion, src, prompt in zip(completions, _broadcast(source, n), _broadcast(prompts, n)):
         try:
-            text = completion_text(completion)[-20_000:]
+            text = cut_completion(completion_text(completion))[-20_000:]
+            if isinstance(prompt, str) and prompt.rstrip().endswith("Answer:"):
+                text = "Answer:" + text if text.strip() else ""  # the marker is the prompt's, not an answer
             if family_of(src) == "elementary":
                 matches = list(_ANSWER_MARKER.finditer(text))
                 if not matches:

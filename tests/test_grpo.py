@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from saerl_hf.curriculum import CurriculumError, add_curriculum_rank
-from saerl_hf.grpo import GRPOScriptArguments, _sampler_setup, parse_args
+from saerl_hf.grpo import GRPOScriptArguments, _sampler_setup, parse_args, prepare_prompts
+from saerl_hf.prompts import plain_prompt
 from saerl_hf.rewards import REWARD_FUNCS, correctness_reward, format_reward, get_reward_funcs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,12 @@ def test_rewards_score_real_answers_and_survive_garbage():
     fmt = format_reward(completions, source=sources)
     assert fmt[:3] == [1.0, 0.5, 1.0] and fmt[3:] == [0.0, 0.0, 0.0, 0.0, 0.5, 0.0]
     assert len(correctness_reward(completions, answer=None, source=None)) == n  # missing columns: zeros
+    # a few-shot text prompt (base models) ends with "Answer:": the completion must open with the number, and
+    # what the model invents after it (a next "Question: ... Answer: 5") does not count
+    plain = plain_prompt("Tom has 3 apples and buys 5 more. How many now?", "elementary")
+    opened = [" 8\n\nQuestion: Sam has 2 cats. Answer: 5", " eight\n", "\n\nQuestion: x? Answer: 5"]
+    assert format_reward(opened, source=["mawps"] * 3, prompts=[plain] * 3) == [1.0, 0.5, 0.0]
+    assert correctness_reward(opened, answer=["8"] * 3, source=["mawps"] * 3) == [1.0, 0.0, 0.0]
     assert get_reward_funcs("correctness,format") == [REWARD_FUNCS["correctness"], REWARD_FUNCS["format"]]
     with pytest.raises(ValueError, match="Known: correctness, format"):
         get_reward_funcs(["accuracy"])
@@ -63,7 +70,28 @@ def test_recipes_parse_with_trl_parser(recipe):
         assert training_args.use_cpu and not training_args.bf16 and training_args.report_to in ([], "none", ["none"])
         assert training_args.generation_batch_size // training_args.num_generations == 2  # curate's prompts_per_batch
         assert training_args.max_completion_length >= 48  # room for "Answer: <n>" (cpu-facts calibration)
-    assert len(RECIPES) == 4
+    if "gemma3" in str(recipe):  # the transfer policy: a base model, answers right after a few-shot "Answer:"
+        assert model_args.model_name_or_path == "gemma3-270m" and training_args.use_cpu
+        assert training_args.generation_batch_size // training_args.num_generations == 2
+    assert len(RECIPES) == 5
+
+
+def test_prompts_follow_the_tokenizer(tiny):
+    """Chat models get TRL's conversational prompt; a base model without a chat template gets the same
+    few-shot text the evaluation gives it (one prompt for training and scoring)."""
+    from datasets import Dataset
+
+    from saerl_hf.prompts import render_prompt
+
+    _, tokenizer = tiny
+    ds = Dataset.from_dict({"problem": ["Each box has 4 pens. How many pens in 3 boxes?"], "answer": ["12"],
+                            "source": ["mawps"]})
+    chat = prepare_prompts(ds, tokenizer)[0]["prompt"]
+    assert isinstance(chat, list) and chat[0]["role"] == "user" and ds[0]["problem"] in chat[0]["content"]
+    tokenizer.chat_template = None
+    text = prepare_prompts(ds, tokenizer)[0]["prompt"]
+    assert text == render_prompt(tokenizer, ds[0]["problem"], "mawps") == plain_prompt(ds[0]["problem"], "elementary")
+    assert text.endswith("Answer:") and text.count("Question:") == 4
 
 
 def test_accelerate_configs_load():
@@ -148,6 +176,22 @@ def test_accelerate_launch_tiny_run(tiny_model_dir, data_dir, tmp_path):
     assert "| `num_generations` | 2 |" in card.text and "heldout/svamp/accuracy" in card.text
     summary = json.loads((out / "saerl_training.json").read_text())
     assert summary["sampler"] == "curriculum" and summary["metrics"]["seconds_per_step"] > 0
+
+
+def test_accelerate_launch_base_model_without_chat_template(tmp_path):
+    """A base-model policy (no chat template, like Gemma 3 270M) trains on few-shot text prompts."""
+    from saerl_hf.models import save_tiny_model
+
+    model_dir = save_tiny_model(tmp_path / "model")
+    config = json.loads((Path(model_dir) / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (Path(model_dir) / "tokenizer_config.json").write_text(json.dumps(config))
+    for extra in Path(model_dir).glob("chat_template.*"):
+        extra.unlink()
+    out, proc = _launch(tmp_path, model_dir, {"max_steps": 2, "log_completions": True})
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert [h["step"] for h in history if "loss" in h] == [1, 2]
+    assert "prompts (few-shot text)" in proc.stderr + proc.stdout
 
 
 @pytest.mark.slow

@@ -1,0 +1,69 @@
+"""The experiment report: regenerated from saved run logs only, with verdicts, steps-to-target and companions.
+
+Run directories are written in the exact layout a real ``accelerate launch`` run leaves (saerl_training.json,
+trainer_state.json, wall_clock.json); test_demo covers producing them with real training.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from saerl_hf.experiment import ExperimentConfig, companion_section, write_report
+
+
+def _write_run(root: Path, arm: str, seed: int, curve: list[tuple[int, float]], correct: float = 0.1) -> None:
+    out = root / "runs" / arm / f"seed{seed}"
+    out.mkdir(parents=True)
+    heldout = [{"step": s, "heldout/heldout/accuracy": a, "heldout/heldout/n": 200} for s, a in curve]
+    (out / "saerl_training.json").write_text(json.dumps({
+        "heldout_curve": heldout, "num_train_rows": 100, "quality_filter": None,
+        "metrics": {"train_runtime": 60.0, "seconds_per_step": 1.5}}))
+    steps = [{"step": s, "reward": correct, "rewards/correctness_reward/mean": correct,
+              "rewards/format_reward/mean": 0.9} for s in range(1, 41)]
+    (out / "trainer_state.json").write_text(json.dumps({"log_history": steps}))
+    (out / "wall_clock.json").write_text(json.dumps({"seconds": 66.0}))
+
+
+def _experiment(tmp_path: Path, name: str, curves: dict, **extra) -> ExperimentConfig:
+    root = tmp_path / name
+    for (arm, seed), curve in curves.items():
+        _write_run(root, arm, seed, curve)
+    (root / "step0.json").write_text(json.dumps({"step": 0, "accuracy": 0.10, "n": 200}))
+    config = ExperimentConfig(output_dir=str(root), report_path=str(tmp_path / "docs" / f"{name}.md"),
+                              title=f"{name} title", runs=[f"{arm}:{seed}" for arm, seed in curves], **extra)
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({
+        "output_dir": config.output_dir, "report_path": config.report_path, "title": config.title}))
+    return config
+
+
+def test_report_states_the_verdict_and_steps_to_vanilla(tmp_path):
+    curves = {("vanilla", s): [(20, 0.20), (40, 0.30)] for s in (0, 1, 2)}
+    curves.update({("saerl", s): [(20, 0.40), (40, 0.45)] for s in (0, 1, 2)})
+    config = _experiment(tmp_path, "main", curves)
+    data = write_report(config)
+    arms = data["analysis"]["arms"]
+    assert arms["saerl"]["delta_points"] == 15.0 and arms["saerl"]["verdict"] == "win"
+    assert arms["saerl"]["steps_to_vanilla_final"] == 20 and arms["saerl"]["step_ratio"] == 0.5
+    assert abs(arms["vanilla"]["start_accuracy"] - 0.10) < 1e-9  # the shared step-0 score heads every curve
+    report = (tmp_path / "docs" / "main.md").read_text()
+    assert "win" in report and "20 (50%)" in report and (tmp_path / "docs" / "main_curves.png").is_file()
+    write_report(config)  # regenerated from the same logs: the same page
+    assert (tmp_path / "docs" / "main.md").read_text() == report
+
+
+def test_companion_experiment_is_summarised_beside_the_main_result(tmp_path):
+    transfer = {("vanilla", 0): [(20, 0.10), (40, 0.12)], ("saerl", 0): [(20, 0.11), (40, 0.13)]}
+    pending = tmp_path / "pending.yaml"
+    pending.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "nothing"), "title": "Not yet"}))
+    assert "Not run yet" in "\n".join(companion_section(str(pending), tmp_path))
+
+    write_report(_experiment(tmp_path, "transfer", transfer))
+    main = _experiment(tmp_path, "main", {("vanilla", 0): [(20, 0.2)], ("saerl", 0): [(20, 0.2)]},
+                       companions=[str(tmp_path / "transfer.yaml"), str(pending)])
+    write_report(main)
+    report = (tmp_path / "docs" / "main.md").read_text()
+    assert "## transfer title" in report and "[transfer.md](transfer.md)" in report
+    assert "12.0 ± 0.0 (step 40)" in report and "13.0 ± 0.0 (step 40)" in report and "## Not yet" in report
