@@ -252,7 +252,7 @@ def load_run(path: Path) -> dict:
     rewards = {
         name: [(e["step"], float(e[key])) for e in log_history if key in e and "step" in e]
         for name, key in (("total", "reward"), ("correctness", "rewards/correctness_reward/mean"),
-                          ("format", "rewards/format_reward/mean"))
+                          ("format", "rewards/format_reward/mean"), ("length", "completions/mean_length"))
     }
     curve = []
     for entry in summary.get("heldout_curve", []):
@@ -305,6 +305,11 @@ def aggregate(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
                                                  for r in seeds.values()]))
                             for name in ("correctness", "format")},
             "heldout_n": [r["heldout_n"] for r in seeds.values()][0],
+            "completion_length": {
+                "first_10": float(np.mean([np.mean([v for _, v in r["rewards"]["length"][:10]] or [np.nan])
+                                           for r in seeds.values()])),
+                "last_10": float(np.mean([np.mean([v for _, v in r["rewards"]["length"][-10:]] or [np.nan])
+                                          for r in seeds.values()]))},
         }
     return out
 
@@ -361,11 +366,24 @@ def compare_arms(agg: dict[str, dict]) -> dict:
             "step_ratio": None if reach is None or not final_step else round(reach / final_step, 3),
             "start_accuracy": a["mean"][0] if a["mean"] else None,
         }
+        seed_se = _seed_se(a, base, final_step) if arm != "vanilla" else None
+        out["arms"][arm]["seed_2se"] = None if seed_se is None else 2 * seed_se
         if arm != "vanilla" and at_final is not None and noise is not None:
             gap = at_final - target
-            out["arms"][arm]["verdict"] = ("tie (within ±2 SE of the held-out noise)" if abs(gap) <= 2 * noise
+            bound = 2 * max(noise, seed_se or 0.0)
+            out["arms"][arm]["verdict"] = ("tie (within ±2 SE of the held-out and seed noise)" if abs(gap) <= bound
                                            else ("win" if gap > 0 else "loss"))
     return out
+
+
+def _seed_se(a: dict, base: dict, step: int) -> float | None:
+    """Standard error of the difference of two arms' mean accuracy at ``step`` from their spread over seeds
+    (None unless both arms have at least 2 seeds there)."""
+    ours = [c[step] for c in a["per_seed"].values() if step in c]
+    theirs = [c[step] for c in base["per_seed"].values() if step in c]
+    if len(ours) < 2 or len(theirs) < 2:
+        return None
+    return float(np.sqrt(np.var(ours, ddof=1) / len(ours) + np.var(theirs, ddof=1) / len(theirs)))
 
 
 def _pct(x) -> str:
@@ -399,9 +417,11 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
         lines += ["", "## Verdict", ""]
         for arm, info in arms.items():
             if "verdict" in info:
+                seeds = (f", ±{100 * info['seed_2se']:.1f} points at 2 SE over seeds"
+                         if info.get("seed_2se") is not None else ", one seed: no seed spread")
                 lines.append(f"- **{ARM_LABELS.get(arm, arm)} vs vanilla: {info['verdict']}** — Δ {info['delta_points']} "
                              f"points at step {analysis['final_step']} (noise ±{100 * analysis['noise_2se']:.1f} points "
-                             f"at 2 SE for n={agg['vanilla']['heldout_n']}); steps to vanilla's final accuracy: "
+                             f"at 2 SE for n={agg['vanilla']['heldout_n']}{seeds}); steps to vanilla's final accuracy: "
                              + (("never within " if info["steps_to_vanilla_final"] is None
                                  else f"{info['steps_to_vanilla_final']} of ") + f"{analysis['final_step']} steps."
                                 if analysis.get("vanilla_improved") else "n/a (vanilla ended below its start)."))
@@ -413,15 +433,21 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
                          f"(at most {100 * correct:.1f}% over the last 10 steps), while the format reward rose: at this "
                          f"budget GRPO teaches the policy the answer format, not the arithmetic, so the data order and "
                          f"filter have almost nothing to act on. This run cannot confirm or refute the paper's claim.")
-        if any(len(a["seeds"]) < 3 for a in agg.values()):
-            lines.append("- Fewer than 3 seeds per arm: the spread over seeds is unknown, so no difference here is "
-                         "established even where it exceeds the held-out binomial noise.")
-    lines += ["", "Training signal (per-step mean reward of the sampled completions, averaged over seeds):", "",
-              "| arm | correctness, all steps | correctness, last 10 | format, all steps | format, last 10 |",
-              "|---|---|---|---|---|"]
+        few = [arm for arm, a in agg.items() if len(a["seeds"]) < 3]
+        if few:
+            lines.append(f"- Fewer than 3 seeds for {', '.join(few)}: the spread over seeds is barely known there, so "
+                         f"no difference involving {'it' if len(few) == 1 else 'them'} is established even where it "
+                         f"exceeds the held-out binomial noise.")
+    lines += ["", "Training signal (per-step mean reward and completion length of the sampled completions, averaged "
+              "over seeds):", "",
+              "| arm | correctness, all steps | correctness, last 10 | format, all steps | format, last 10 "
+              "| tokens/completion, first 10 | tokens/completion, last 10 |",
+              "|---|---|---|---|---|---|---|"]
     for arm, a in agg.items():
+        length = a.get("completion_length", {})
         lines.append(f"| {arm} | {a['all_rewards']['correctness']:.4f} | {a['late_rewards']['correctness']:.4f} | "
-                     f"{a['all_rewards']['format']:.4f} | {a['late_rewards']['format']:.4f} |")
+                     f"{a['all_rewards']['format']:.4f} | {a['late_rewards']['format']:.4f} | "
+                     f"{length.get('first_10', float('nan')):.1f} | {length.get('last_10', float('nan')):.1f} |")
     lines += ["", "Per-seed held-out accuracy (%) by step:", ""]
     for arm, a in agg.items():
         for seed, curve in sorted(a["per_seed"].items()):

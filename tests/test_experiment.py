@@ -22,7 +22,7 @@ def _write_run(root: Path, arm: str, seed: int, curve: list[tuple[int, float]], 
         "heldout_curve": heldout, "num_train_rows": 100, "quality_filter": None,
         "metrics": {"train_runtime": 60.0, "seconds_per_step": 1.5}}))
     steps = [{"step": s, "reward": correct, "rewards/correctness_reward/mean": correct,
-              "rewards/format_reward/mean": 0.9} for s in range(1, 41)]
+              "rewards/format_reward/mean": 0.9, "completions/mean_length": 50.0 - s} for s in range(1, 41)]
     (out / "trainer_state.json").write_text(json.dumps({"log_history": steps}))
     (out / "wall_clock.json").write_text(json.dumps({"seconds": 66.0}))
 
@@ -50,8 +50,20 @@ def test_report_states_the_verdict_and_steps_to_vanilla(tmp_path):
     assert abs(arms["vanilla"]["start_accuracy"] - 0.10) < 1e-9  # the shared step-0 score heads every curve
     report = (tmp_path / "docs" / "main.md").read_text()
     assert "win" in report and "20 (50%)" in report and (tmp_path / "docs" / "main_curves.png").is_file()
+    assert "| saerl | 0.1000 | 0.1000 | 0.9000 | 0.9000 | 44.5 | 14.5 |" in report  # completion length shrank
     write_report(config)  # regenerated from the same logs: the same page
     assert (tmp_path / "docs" / "main.md").read_text() == report
+
+
+def test_seed_spread_can_turn_a_win_into_a_tie(tmp_path):
+    """+15 points beats the binomial noise of n=200 (±9), but not a seed spread of 10-80%."""
+    curves = {("vanilla", s): [(40, 0.30)] for s in (0, 1, 2)}
+    curves.update({("saerl", s): [(40, acc)] for s, acc in zip((0, 1, 2), (0.10, 0.45, 0.80))})
+    data = write_report(_experiment(tmp_path, "spread", curves))
+    saerl = data["analysis"]["arms"]["saerl"]
+    assert saerl["delta_points"] == 15.0 and data["analysis"]["noise_2se"] < 0.15 < saerl["seed_2se"]
+    assert saerl["verdict"].startswith("tie")
+    assert "over seeds" in (tmp_path / "docs" / "spread.md").read_text()
 
 
 def test_companion_experiment_is_summarised_beside_the_main_result(tmp_path):
