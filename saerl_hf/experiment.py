@@ -75,6 +75,11 @@ class ExperimentConfig:
     shared_step0: bool = field(default=True, metadata={
         "help": "Score the untrained policy on the held-out set once and use it as step 0 of every run "
                 "(greedy decoding makes it identical across runs)."})
+    probe_benchmark: str | None = field(default=None, metadata={
+        "help": "A harder benchmark every run's final model (and the untrained policy) is scored on once, e.g. "
+                "gsm8k: its test split, never trained on."})
+    probe_limit: int = field(default=100, metadata={"help": "Items of the probe benchmark (the first N)."})
+    probe_max_new_tokens: int = field(default=64, metadata={"help": "Greedy tokens per probe item."})
     report_path: str = field(default="docs/RESULTS.md", metadata={"help": "Markdown report (PNGs beside it)."})
     title: str = field(default="SAERL vs vanilla GRPO on the CPU testbed", metadata={"help": "Report title."})
     companions: list[str] = field(default_factory=list, metadata={
@@ -221,6 +226,35 @@ def launch_run(config: ExperimentConfig, arm: str, seed: int, curated: Path) -> 
     return out
 
 
+def probe_model(config: ExperimentConfig, model: str, out: Path) -> dict | None:
+    """Score one model on the probe benchmark's test split once (``out`` holds the record; reruns reuse it)."""
+    if not config.probe_benchmark:
+        return None
+    if out.is_file():
+        return json.loads(out.read_text())
+    from saerl_hf.evaluation import evaluate_model
+
+    start = time.perf_counter()
+    result = evaluate_model(model, benchmarks=[config.probe_benchmark], split="test", limit=config.probe_limit,
+                            max_new_tokens=config.probe_max_new_tokens, batch_size=32, progress=True, make_plots=False)
+    bench = result["benchmarks"][config.probe_benchmark]
+    record = {"benchmark": config.probe_benchmark, "accuracy": bench["accuracy"], "n": bench["n_items"],
+              "max_new_tokens": config.probe_max_new_tokens, "seconds": round(time.perf_counter() - start, 1)}
+    out.write_text(json.dumps(record))
+    return record
+
+
+def probe_runs(config: ExperimentConfig) -> None:
+    """The probe for the untrained policy and every finished run that kept its final model."""
+    if not config.probe_benchmark:
+        return
+    probe_model(config, base_grpo_values(config)["model_name_or_path"], Path(config.output_dir) / "probe_step0.json")
+    for summary in sorted(Path(config.output_dir).glob("runs/*/seed*/saerl_training.json")):
+        if (summary.parent / "config.json").is_file():
+            logger.info("probe %s on %s", config.probe_benchmark, summary.parent)
+            probe_model(config, str(summary.parent), summary.parent / "probe.json")
+
+
 def run_experiment(config: ExperimentConfig) -> dict:
     """Curate once, run every arm x seed (resumable), then write the report."""
     from concurrent.futures import ThreadPoolExecutor
@@ -238,6 +272,7 @@ def run_experiment(config: ExperimentConfig) -> dict:
         for i, (arm, seed) in enumerate(runs, 1):
             logger.info("[%d/%d] %s seed %d", i, len(runs), arm, seed)
             launch_run(config, arm, seed, curated)
+    probe_runs(config)
     return write_report(config)
 
 
@@ -261,7 +296,9 @@ def load_run(path: Path) -> dict:
             curve.append((int(entry["step"]), float(acc)))
     wall = json.loads((path / "wall_clock.json").read_text())["seconds"] if (path / "wall_clock.json").is_file() \
         else summary.get("metrics", {}).get("train_runtime")
+    probe = json.loads((path / "probe.json").read_text()) if (path / "probe.json").is_file() else None
     return {"curve": curve, "rewards": rewards, "wall_clock_s": wall, "metrics": summary.get("metrics", {}),
+            "probe": probe,
             "num_train_rows": summary.get("num_train_rows"), "quality_filter": summary.get("quality_filter"),
             "heldout_n": next((v for e in summary.get("heldout_curve", [])[:1] for k, v in e.items()
                                if k.endswith("/n")), None)}
@@ -305,6 +342,7 @@ def aggregate(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
                                                  for r in seeds.values()]))
                             for name in ("correctness", "format")},
             "heldout_n": [r["heldout_n"] for r in seeds.values()][0],
+            "probe": [r["probe"]["accuracy"] for r in seeds.values() if r.get("probe")],
             "completion_length": {
                 "first_10": float(np.mean([np.mean([v for _, v in r["rewards"]["length"][:10]] or [np.nan])
                                            for r in seeds.values()])),
@@ -448,6 +486,7 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
         lines.append(f"| {arm} | {a['all_rewards']['correctness']:.4f} | {a['late_rewards']['correctness']:.4f} | "
                      f"{a['all_rewards']['format']:.4f} | {a['late_rewards']['format']:.4f} | "
                      f"{length.get('first_10', float('nan')):.1f} | {length.get('last_10', float('nan')):.1f} |")
+    lines += probe_lines(config, agg)
     lines += ["", "Per-seed held-out accuracy (%) by step:", ""]
     for arm, a in agg.items():
         for seed, curve in sorted(a["per_seed"].items()):
@@ -462,6 +501,22 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
               f"- arms: {', '.join(f'{arm} = {ARMS[arm]}' for arm in agg)}",
               f"- runs: {config.runs}; accelerate config `{config.accelerate_config}`"]
     return "\n".join(lines) + "\n"
+
+
+def probe_lines(config: ExperimentConfig, agg: dict) -> list[str]:
+    """The harder probe (e.g. GSM8K test) of the final models, beside the untrained policy."""
+    step0_path = Path(config.output_dir) / "probe_step0.json"
+    if not config.probe_benchmark or not step0_path.is_file():
+        return []
+    step0 = json.loads(step0_path.read_text())
+    lines = ["", f"Harder probe: {step0['benchmark']} test, first {step0['n']} items, greedy, "
+             f"{step0['max_new_tokens']} new tokens, final models (untrained policy: {_pct(step0['accuracy'])}%):", "",
+             "| arm | seeds probed | accuracy (mean ± std) | per seed |", "|---|---|---|---|"]
+    for arm, a in agg.items():
+        if a["probe"]:
+            lines.append(f"| {arm} | {len(a['probe'])} | {_pct(float(np.mean(a['probe'])))} ± "
+                         f"{_pct(float(np.std(a['probe'])))} | {', '.join(_pct(x) for x in a['probe'])} |")
+    return lines
 
 
 def companion_section(yaml_path: str, report_dir: Path) -> list[str]:
@@ -497,11 +552,15 @@ def cli_main(argv: list[str] | None = None) -> int:
     @dataclass
     class ReportOnly:
         report_only: bool = field(default=False, metadata={"help": "Only rebuild the report from saved runs."})
+        probe_only: bool = field(default=False, metadata={
+            "help": "Only score the probe benchmark on finished runs (no training), then rebuild the report."})
 
     parser = TrlParser((ExperimentConfig, ReportOnly), prog="python -m saerl_hf.experiment")
     config, flags = parser.parse_args_and_config(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    data = write_report(config) if flags.report_only else run_experiment(config)
+    if flags.probe_only:
+        probe_runs(config)
+    data = write_report(config) if flags.report_only or flags.probe_only else run_experiment(config)
     print(json.dumps(data["analysis"], indent=1, default=str))
     print(f"report: {config.report_path}")
     return 0

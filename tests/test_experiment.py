@@ -79,3 +79,27 @@ def test_companion_experiment_is_summarised_beside_the_main_result(tmp_path):
     report = (tmp_path / "docs" / "main.md").read_text()
     assert "## transfer title" in report and "[transfer.md](transfer.md)" in report
     assert "12.0 ± 0.0 (step 40)" in report and "13.0 ± 0.0 (step 40)" in report and "## Not yet" in report
+
+
+def test_final_models_are_probed_on_a_harder_test_split(tmp_path, tiny_model_dir, data_dir):
+    """Each finished run's saved model and the untrained policy are scored once on GSM8K test; reruns reuse it."""
+    from saerl_hf.experiment import probe_runs
+    from saerl_hf.models import save_tiny_model
+
+    config = _experiment(tmp_path, "probe", {("vanilla", 0): [(20, 0.2)], ("saerl", 0): [(20, 0.2)]},
+                         probe_benchmark="gsm8k", probe_limit=3, probe_max_new_tokens=4)
+    grpo = tmp_path / "grpo.yaml"
+    grpo.write_text(yaml.safe_dump({"model_name_or_path": tiny_model_dir}))
+    config.grpo_config = str(grpo)
+    save_tiny_model(Path(config.output_dir) / "runs" / "saerl" / "seed0")  # vanilla kept no model: not probed
+    probe_runs(config)
+    root = Path(config.output_dir)
+    record = json.loads((root / "runs" / "saerl" / "seed0" / "probe.json").read_text())
+    assert record["benchmark"] == "gsm8k" and record["n"] == 3 and 0.0 <= record["accuracy"] <= 1.0
+    assert (root / "probe_step0.json").is_file() and not (root / "runs" / "vanilla" / "seed0" / "probe.json").exists()
+    stamp = (root / "probe_step0.json").stat().st_mtime_ns
+    probe_runs(config)
+    assert (root / "probe_step0.json").stat().st_mtime_ns == stamp
+    write_report(config)
+    report = (tmp_path / "docs" / "probe.md").read_text()
+    assert "Harder probe: gsm8k test, first 3 items" in report and "| saerl | 1 |" in report
