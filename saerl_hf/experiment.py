@@ -467,10 +467,12 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
         lines.append(f"- Planned runs: {config.runs}; finished: {finished}.")
         correct = max(a["late_rewards"]["correctness"] for a in agg.values())
         if correct < 0.05:
+            fmt = [a["late_rewards"]["format"] for a in agg.values()]
             lines.append(f"- What it means: the correctness reward stayed below 5% of sampled completions in every arm "
-                         f"(at most {100 * correct:.1f}% over the last 10 steps), while the format reward rose: at this "
-                         f"budget GRPO teaches the policy the answer format, not the arithmetic, so the data order and "
-                         f"filter have almost nothing to act on. This run cannot confirm or refute the paper's claim.")
+                         f"(at most {100 * correct:.1f}% over the last 10 steps), while the format reward ended at "
+                         f"{min(fmt):.2f}-{max(fmt):.2f}: at this budget GRPO reinforces the answer format, not the "
+                         f"arithmetic, so the data order and filter have almost nothing to act on. This run cannot "
+                         f"confirm or refute the paper's claim.")
         few = [arm for arm, a in agg.items() if len(a["seeds"]) < 3]
         if few:
             lines.append(f"- Fewer than 3 seeds for {', '.join(few)}: the spread over seeds is barely known there, so "
