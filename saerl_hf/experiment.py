@@ -226,10 +226,8 @@ def launch_run(config: ExperimentConfig, arm: str, seed: int, curated: Path) -> 
     return out
 
 
-def probe_model(config: ExperimentConfig, model: str, out: Path) -> dict | None:
+def probe_model(config: ExperimentConfig, model: str, out: Path) -> dict:
     """Score one model on the probe benchmark's test split once (``out`` holds the record; reruns reuse it)."""
-    if not config.probe_benchmark:
-        return None
     if out.is_file():
         return json.loads(out.read_text())
     from saerl_hf.evaluation import evaluate_model
@@ -319,6 +317,11 @@ def collect(output_dir: Path) -> dict[str, dict[int, dict]]:
     return runs
 
 
+def _seed_mean(seeds: dict[int, dict], name: str, steps: slice) -> float:
+    """Mean over seeds of a logged per-step series (``name`` in load_run's ``rewards``) over a slice of steps."""
+    return float(np.mean([np.mean([v for _, v in r["rewards"][name][steps]] or [np.nan]) for r in seeds.values()]))
+
+
 def aggregate(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
     """Mean and spread over seeds of the held-out curve, at the steps every seed of an arm evaluated."""
     out = {}
@@ -335,19 +338,12 @@ def aggregate(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
             "wall_clock_s": float(np.mean([r["wall_clock_s"] or 0 for r in seeds.values()])),
             "seconds_per_step": float(np.mean([r["metrics"].get("seconds_per_step", np.nan) for r in seeds.values()])),
             "num_train_rows": [r["num_train_rows"] for r in seeds.values()][0],
-            "late_rewards": {name: float(np.mean([np.mean([v for _, v in r["rewards"][name][-10:]] or [np.nan])
-                                                  for r in seeds.values()]))
-                             for name in ("correctness", "format")},
-            "all_rewards": {name: float(np.mean([np.mean([v for _, v in r["rewards"][name]] or [np.nan])
-                                                 for r in seeds.values()]))
-                            for name in ("correctness", "format")},
+            "late_rewards": {name: _seed_mean(seeds, name, slice(-10, None)) for name in ("correctness", "format")},
+            "all_rewards": {name: _seed_mean(seeds, name, slice(None)) for name in ("correctness", "format")},
             "heldout_n": [r["heldout_n"] for r in seeds.values()][0],
             "probe": [r["probe"]["accuracy"] for r in seeds.values() if r.get("probe")],
-            "completion_length": {
-                "first_10": float(np.mean([np.mean([v for _, v in r["rewards"]["length"][:10]] or [np.nan])
-                                           for r in seeds.values()])),
-                "last_10": float(np.mean([np.mean([v for _, v in r["rewards"]["length"][-10:]] or [np.nan])
-                                          for r in seeds.values()]))},
+            "completion_length": {"first_10": _seed_mean(seeds, "length", slice(10)),
+                                  "last_10": _seed_mean(seeds, "length", slice(-10, None))},
         }
     return out
 

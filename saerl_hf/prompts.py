@@ -29,6 +29,7 @@ FEW_SHOT = {
         ("How many positive divisors does 12 have?", "6"),
     ),
 }
+ANSWER_CUE = "Answer:"  # a few-shot text prompt ends with it, so the completion opens with the answer
 STOP_MARKER = "\nQuestion:"  # a base model that continues past its answer starts a new "Question:"
 
 
@@ -63,8 +64,8 @@ def render_prompt(tokenizer, problem: str, source: str | None = None, family: st
 
 def plain_prompt(problem: str, family: str) -> str:
     """Few-shot text prompt for base models; ends with ``Answer:`` so the completion starts with the answer."""
-    shots = "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in FEW_SHOT[family])
-    return f"{shots}Question: {problem.strip()}\nAnswer:"
+    shots = "".join(f"Question: {q}\n{ANSWER_CUE} {a}\n\n" for q, a in FEW_SHOT[family])
+    return f"{shots}Question: {problem.strip()}\n{ANSWER_CUE}"
 
 
 def cut_completion(text: str) -> str:

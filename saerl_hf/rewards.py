@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from saerl_hf.prompts import cut_completion, family_of
+from saerl_hf.prompts import ANSWER_CUE, cut_completion, family_of
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def format_reward(completions, source=None, prompts=None, **kwargs) -> list[floa
     for completion, src, prompt in zip(completions, _broadcast(source, n), _broadcast(prompts, n)):
         try:
             text = cut_completion(completion_text(completion))[-20_000:]
-            if isinstance(prompt, str) and prompt.rstrip().endswith("Answer:"):
-                text = "Answer:" + text if text.strip() else ""  # the marker is the prompt's, not an answer
+            if isinstance(prompt, str) and prompt.rstrip().endswith(ANSWER_CUE):
+                text = ANSWER_CUE + text if text.strip() else ""  # the marker is the prompt's, not an answer
             if family_of(src) == "elementary":
                 matches = list(_ANSWER_MARKER.finditer(text))
                 if not matches:
