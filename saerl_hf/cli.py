@@ -2,12 +2,21 @@
 
 The CLI only dispatches; every command's options come from a ``*Config`` dataclass parsed by TRL's
 ``TrlParser`` (YAML via ``--config`` plus command-line overrides), so recipes and flags are one thing.
+A known error (bad data, config, model, SAE, Hub: see :mod:`saerl_hf.errors`) prints one ``error: ...``
+line that names the fix and exits with status 2; ``saerl-hf --debug <command>`` or ``SAERL_DEBUG=1``
+shows its traceback too.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+import traceback
+
+from saerl_hf.errors import debug_enabled, format_error, is_known
+
+#: Exit status of a known error (the argparse convention for a usage error).
+ERROR_EXIT_CODE = 2
 
 # name -> ("module:function", one-line help). Functions take ``argv: list[str]``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,13 +37,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
-    lines = ["usage: saerl-hf <command> [options]   (saerl-hf <command> --help for its options)", "", "commands:"]
+    lines = ["usage: saerl-hf [--debug] <command> [options]   (saerl-hf <command> --help for its options)", "",
+             "commands:"]
     lines += [f"  {name.ljust(width)}  {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += ["", "--debug (or SAERL_DEBUG=1): show the traceback of a known error too"]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_enabled()
+    if argv and argv[0] == "--debug":  # only before the command: `train --debug` is a TrainingArguments option
+        debug, argv = True, argv[1:]
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
@@ -46,16 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"saerl-hf: unknown command '{name}'.\n\n{_usage()}", file=sys.stderr)
-        return 2
+        return ERROR_EXIT_CODE
     module_name, func_name = COMMANDS[name][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    from saerl_hf.configs import ConfigError
-
     try:
         result = func(rest)
-    except ConfigError as err:  # an unknown option or a value of the wrong type: the message says which and the fix
-        print(err, file=sys.stderr)
-        return 2
+    except Exception as err:
+        if not is_known(err):
+            raise  # a bug: the traceback is the report
+        if debug:
+            traceback.print_exc()
+        print(format_error(err), file=sys.stderr)
+        return ERROR_EXIT_CODE
     return int(result or 0)
 
 
