@@ -5,6 +5,11 @@ The order is materialised as a ``curriculum_rank`` column (0..n-1) so that stock
 can follow it without touching the data. A ``curriculum_batch`` column (``rank // B``) records the number of
 unique prompts per generation batch ``B`` the order was built for, which is what the alignment check needs.
 
+The order is a function of its keys (the ``cluster`` / ``difficulty`` columns, plus mode, mixing and seed, kept
+in the dataset info under ``saerl.curriculum``) and of ``B``. A run whose batch geometry differs (another GPU
+count, per-device batch or accumulation) rebuilds it for its own ``B`` with :func:`fit_to_geometry`, so one
+curated revision trains anywhere.
+
 Modes (the paper's ablation axes, compared like with like):
 
 - ``random``: a seeded permutation (vanilla GRPO).
@@ -23,11 +28,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from saerl_hf.sparse import read_provenance, write_provenance
+
 logger = logging.getLogger(__name__)
 
 MODES = ("random", "difficulty", "cluster", "saerl")
 RANK_COLUMN = "curriculum_rank"
 BATCH_COLUMN = "curriculum_batch"
+SPEC_KEY = "curriculum"  # dataset info: saerl.curriculum = the order's recipe (mode, mixing, seed, key columns)
 
 
 class CurriculumError(ValueError):
@@ -204,13 +212,6 @@ def _numeric(values, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def _numeric_or_nan(values) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype == object:
-        arr = np.array([np.nan if v is None else v for v in arr], dtype=np.float64)
-    return arr.astype(np.float64)
-
-
 def _clusters(values, n: int) -> np.ndarray:
     if values is None:
         raise CurriculumError("this curriculum mode needs a 'cluster' column. Fix: run the signals/curate step first.")
@@ -331,8 +332,62 @@ def add_curriculum_rank(
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n, dtype=np.int64)
     ds = ds.add_column(RANK_COLUMN, rank).add_column(BATCH_COLUMN, rank // int(unique_prompts_per_batch))
+    spec = {"mode": mode, "mixing": float(mixing), "seed": int(seed), "unique_prompts_per_batch":
+            int(unique_prompts_per_batch), "cluster_column": cluster_column, "difficulty_column": difficulty_column}
+    write_provenance(ds, spec, key=SPEC_KEY)
     validate_alignment(n, unique_prompts_per_batch)
     return ds
+
+
+def order_spec(ds) -> dict | None:
+    """The recipe of a dataset's stored order (mode, mixing, seed, key columns), or None if it has none."""
+    spec = read_provenance(ds).get(SPEC_KEY)
+    return spec if isinstance(spec, dict) and spec.get("mode") in MODES else None
+
+
+def fit_to_geometry(ds, unique_prompts_per_batch: int):
+    """The stored order made right for a run with ``unique_prompts_per_batch`` (B) prompts per generation batch.
+
+    Unchanged when it was built for this B over these rows. Otherwise (another GPU count or batch geometry, or
+    rows filtered after ordering) the same order is rebuilt for B from its keys and the rebuild is logged; a
+    dataset without a stored recipe keeps its sequence (re-ranked 0..n-1) with a warning. Never raises for a
+    different geometry; deterministic, so every process rebuilds the same order.
+    """
+    b, n = int(unique_prompts_per_batch), len(ds)
+    cols = ds.column_names
+    if RANK_COLUMN not in cols:
+        raise CurriculumError(f"no '{RANK_COLUMN}' column. Fix: train on a curated dataset (saerl-hf curate) or call "
+                              f"add_curriculum_rank(ds, unique_prompts_per_batch, mode=...).")
+    rank = _column(ds, RANK_COLUMN).astype(np.int64)
+    permutation = bool(np.array_equal(np.sort(rank), np.arange(n)))
+    spec = order_spec(ds)
+    built_for = (spec or {}).get("unique_prompts_per_batch")
+    if permutation and BATCH_COLUMN in cols:
+        built_for = _infer_built_for(rank, _column(ds, BATCH_COLUMN).astype(np.int64))
+    if permutation and built_for in (None, b):
+        return ds
+    why = (f"built for {built_for} unique prompts per generation batch, this run has {b}" if permutation else
+           f"'{RANK_COLUMN}' does not number these {n} rows 0..{n - 1} (rows were filtered after ordering)")
+    needs = {"cluster": ["cluster_column"], "difficulty": ["difficulty_column"],
+             "saerl": ["cluster_column", "difficulty_column"], "random": []}
+    if spec is not None and all(spec.get(k) in cols for k in needs[spec["mode"]]):
+        logger.info("curriculum: the stored %s order was %s; rebuilt it for %d prompts per batch from its keys "
+                    "(%s, mixing %s, seed %s), so cluster-first batches line up with this run's batches",
+                    spec["mode"], why, b, ", ".join(spec[k] for k in needs[spec["mode"]]) or "seed only",
+                    spec["mixing"], spec["seed"])
+        return add_curriculum_rank(ds, b, mode=spec["mode"], mixing=spec["mixing"], seed=spec["seed"],
+                                   cluster_column=spec.get("cluster_column", "cluster"),
+                                   difficulty_column=spec.get("difficulty_column", "difficulty"))
+    logger.warning("curriculum: the stored order was %s and its recipe (mode, mixing, seed, key columns) is not "
+                   "stored with the dataset, so it cannot be rebuilt; following the stored sequence, whose batches "
+                   "may straddle this run's. Fix: re-curate with this version, or set curriculum: saerl to order "
+                   "the rows here.", why)
+    if permutation:
+        return ds
+    new_rank = np.empty(n, dtype=np.int64)
+    new_rank[np.argsort(rank, kind="stable")] = np.arange(n, dtype=np.int64)
+    ds = ds.remove_columns([c for c in (RANK_COLUMN, BATCH_COLUMN) if c in cols])
+    return ds.add_column(RANK_COLUMN, new_rank)
 
 
 def sort_by_curriculum(ds, flatten: bool = True):

@@ -297,6 +297,7 @@ def _sampler_setup(script_args, training_args, ds):
         MODES,
         RANK_COLUMN,
         add_curriculum_rank,
+        fit_to_geometry,
         sort_by_curriculum,
         unique_prompts_per_batch,
         validate_alignment,
@@ -315,7 +316,9 @@ def _sampler_setup(script_args, training_args, ds):
     elif RANK_COLUMN not in ds.column_names:
         raise ValueError(f"curriculum=rank needs a '{RANK_COLUMN}' column. Fix: train on a curated dataset "
                          f"(saerl-hf curate) or pick curriculum: saerl to order it here.")
-    report = validate_alignment(ds, b, strict=(mode == "rank"), zero_patch=False)
+    else:  # an order curated for another GPU count / batch geometry is rebuilt for this run's B (logged)
+        ds = fit_to_geometry(ds, b)
+    report = validate_alignment(ds, b, zero_patch=False)
     if report.aligned and not report.dropped_tail:  # otherwise validate_alignment has already warned
         logger.info("curriculum %s: %s", mode, report.message())
     return ds, "curriculum", {"epoch_order": script_args.epoch_order, "num_bands": script_args.num_bands}

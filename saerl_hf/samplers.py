@@ -7,7 +7,8 @@ times (the trainer only generates on the first copy); an incomplete last chunk i
 builds the same sampler from the same seed and accelerate hands each process its slice. Only the order of
 the unique prompts differs here:
 
-- :class:`CurriculumRepeatSampler` follows ``curriculum_rank`` (SAERL's static order).
+- :class:`CurriculumRepeatSampler` follows ``curriculum_rank`` (SAERL's static order; the trainer first rebuilds
+  it for the run's own ``B`` when it was built for another geometry, see :func:`saerl_hf.curriculum.fit_to_geometry`).
 - :class:`AdaptiveDifficultySampler` picks each chunk nearest to a target difficulty that moves with the
   observed reward (AdaRFT-style: ``T <- clip(T + eta * tanh(alpha * (R - beta)), 0, 1)``).
 
@@ -29,7 +30,7 @@ from torch.utils.data import Sampler
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from saerl_hf.curriculum import RANK_COLUMN, CurriculumError, _column, validate_alignment
+from saerl_hf.curriculum import RANK_COLUMN, CurriculumError, _column, fit_to_geometry, validate_alignment
 
 logger = logging.getLogger(__name__)
 
@@ -366,7 +367,9 @@ class CurriculumGRPOTrainer(GRPOTrainer):
             self.adaptive_callback = AdaptiveCurriculumCallback()
             self.add_callback(self.adaptive_callback)
         if sampler == "curriculum" and self.train_dataset is not None:
-            # warns (misaligned order, dropped tail); the sampler follows curriculum_rank, so row order is free
+            # another batch geometry than the order was built for: rebuild it for this run's B (logged)
+            self.train_dataset = fit_to_geometry(self.train_dataset, self._unique_prompts_per_batch())
+            # warns about a dropped tail; the sampler follows curriculum_rank, so row order is free
             validate_alignment(self.train_dataset, self._unique_prompts_per_batch(), zero_patch=False)
 
     def _unique_prompts_per_batch(self) -> int:

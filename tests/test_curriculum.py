@@ -156,3 +156,79 @@ def test_keep_by_quality_threshold_and_top_fraction():
         keep_by_quality(ds, threshold=0.1, top_fraction=0.5)
     with pytest.raises(ValueError, match="No 'score' column.*Fix"):
         keep_by_quality(ds, threshold=0.1, column="score")
+
+
+# ----------------------------------------------------------------------------- batch geometry
+
+
+def _curated(n=60, b=5, mode="saerl", seed=3):
+    """A dataset as curate stores it: ranked for ``b`` prompts per batch, rows sorted by rank."""
+    c, d = _signals(n=n, k=3, seed=seed)
+    ds = Dataset.from_dict({"id": [f"p{i}" for i in range(n)], "cluster": c, "difficulty": d})
+    return sort_by_curriculum(add_curriculum_rank(ds, b, mode=mode, seed=seed))
+
+
+def _ids_in_rank_order(ds):
+    return [ds["id"][i] for i in np.argsort(ds["curriculum_rank"])]
+
+
+def test_order_recipe_travels_with_the_dataset():
+    from saerl_hf.curriculum import order_spec
+
+    ds = _curated()
+    assert order_spec(ds) == {"mode": "saerl", "mixing": 0.25, "seed": 3, "unique_prompts_per_batch": 5,
+                              "cluster_column": "cluster", "difficulty_column": "difficulty"}
+    reloaded = ds.map(lambda r: {"x": 1}).filter(lambda r: True)  # GRPO's prepare_prompts / quality filter
+    assert order_spec(reloaded) == order_spec(ds)
+
+
+@pytest.mark.parametrize("b", [2, 3, 4, 8])
+def test_fit_to_geometry_rebuilds_the_same_recipe_for_another_batch_size(b, caplog):
+    from saerl_hf.curriculum import fit_to_geometry
+
+    ds = _curated(b=5)
+    assert fit_to_geometry(ds, 5) is ds  # built for this geometry: untouched
+    with caplog.at_level("INFO", logger="saerl_hf.curriculum"):
+        fitted = fit_to_geometry(ds, b)
+    assert "built for 5 unique prompts per generation batch, this run has " + str(b) in caplog.text
+    c, d = np.array(ds["cluster"]), np.array(ds["difficulty"])
+    intended = curriculum_order(len(ds), b, "saerl", c, d, mixing=0.25, seed=3)
+    assert _ids_in_rank_order(fitted) == [ds["id"][i] for i in intended]
+    assert _ids_in_rank_order(fitted) != _ids_in_rank_order(ds)
+    report = validate_alignment(fitted, b, zero_patch=False)
+    assert report.aligned and report.built_for == b
+    assert fit_to_geometry(fitted, b) is fitted
+
+
+def test_fit_to_geometry_reorders_a_filtered_subset_and_keeps_an_unrecorded_order(caplog):
+    from saerl_hf.curriculum import fit_to_geometry
+
+    ds = _curated(b=4)
+    subset = ds.filter(lambda r: r["difficulty"] > 0.2)  # e.g. a quality filter at train time
+    fitted = fit_to_geometry(subset, 4)
+    c, d = np.array(subset["cluster"]), np.array(subset["difficulty"])
+    assert _ids_in_rank_order(fitted) == [subset["id"][i] for i in curriculum_order(len(subset), 4, "saerl", c, d,
+                                                                                    seed=3)]
+    bare = subset.map(lambda r: r)
+    bare.info.description = ""  # an older revision: no recipe stored
+    with caplog.at_level("WARNING", logger="saerl_hf.curriculum"):
+        kept = fit_to_geometry(bare, 2)
+    assert "cannot be rebuilt" in caplog.text
+    assert kept["curriculum_rank"] == list(range(len(bare)))  # the stored sequence, numbered 0..n-1
+    assert _ids_in_rank_order(kept) == _ids_in_rank_order(subset)
+
+
+def test_paper_recipes_curate_for_the_batch_the_grpo_recipe_trains():
+    """recipes/qwen2.5-math-1.5b: curate's prompts_per_batch is the GRPO recipe's B on its accelerate config."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    curate = yaml.safe_load((root / "qwen2.5-math-1.5b" / "curate" / "deepmath.yaml").read_text())
+    processes = yaml.safe_load((root / "accelerate_configs" / "zero2.yaml").read_text())["num_processes"]
+    for name in ("config_saerl.yaml", "config_vanilla.yaml"):
+        grpo = yaml.safe_load((root / "qwen2.5-math-1.5b" / "grpo" / name).read_text())
+        steps = grpo.get("steps_per_generation") or grpo["gradient_accumulation_steps"]
+        b = grpo["per_device_train_batch_size"] * processes * steps // grpo["num_generations"]
+        assert curate["prompts_per_batch"] == b == 64, name

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from saerl_hf.curriculum import CurriculumError, add_curriculum_rank
+from saerl_hf.curriculum import add_curriculum_rank
 from saerl_hf.grpo import GRPOScriptArguments, _sampler_setup, parse_args, prepare_prompts
 from saerl_hf.prompts import plain_prompt
 from saerl_hf.rewards import REWARD_FUNCS, correctness_reward, format_reward, get_reward_funcs
@@ -105,7 +105,7 @@ def test_accelerate_configs_load():
     assert kinds["zero2"].endswith("DEEPSPEED") and kinds["fsdp"].endswith("FSDP")
 
 
-def test_rank_curriculum_refuses_a_misaligned_order():
+def test_rank_curriculum_rebuilds_an_order_made_for_another_geometry(caplog):
     from datasets import Dataset
     from trl import GRPOConfig
 
@@ -113,10 +113,13 @@ def test_rank_curriculum_refuses_a_misaligned_order():
     ds = add_curriculum_rank(ds, 3, mode="saerl")  # built for 3 prompts per batch
     args = GRPOConfig(output_dir="/tmp/unused", per_device_train_batch_size=4, num_generations=2, use_cpu=True,
                       bf16=False, report_to="none")
-    with pytest.raises(CurriculumError, match="unique_prompts_per_batch=2"):
-        _sampler_setup(GRPOScriptArguments(curriculum="rank"), args, ds)
-    fixed, sampler, _ = _sampler_setup(GRPOScriptArguments(curriculum="saerl"), args, ds)  # rebuilt for B=2
-    assert sampler == "curriculum" and fixed["curriculum_batch"][:4] == [0, 0, 1, 1]
+    with caplog.at_level("INFO", logger="saerl_hf.curriculum"):
+        rank, sampler, _ = _sampler_setup(GRPOScriptArguments(curriculum="rank"), args, ds)  # no hard failure
+    assert "built for 3 unique prompts per generation batch, this run has 2" in caplog.text
+    here, _, _ = _sampler_setup(GRPOScriptArguments(curriculum="saerl"), args, ds)  # built here for B=2
+    assert sampler == "curriculum" and here["curriculum_batch"][:4] == [0, 0, 1, 1]
+    assert sorted(rank["curriculum_batch"]) == sorted(here["curriculum_batch"])
+    assert rank["curriculum_rank"] == add_curriculum_rank(ds, 2, mode="saerl")["curriculum_rank"]
 
 
 # ----------------------------------------------------------------------------- real launches

@@ -366,3 +366,87 @@ def test_two_real_processes_split_each_round_of_the_same_order(tiny_model_dir, d
     rank_ids = [ds["id"][i] for i in np.argsort(ds["curriculum_rank"])]
     # generation batch = 2 per device x 2 processes = 2 prompts x 2 completions: one prompt per process per step
     assert [x for pair in zip(p0, p1) for x in pair] == rank_ids[:6]
+
+
+# ----------------------------------------------------------------------------- one curated order, any geometry
+
+
+class GroupRecorder(Recorder):
+    """Records the prompt id of every group and checks that each group's G completions share one prompt."""
+
+    __name__ = "group_recorder"
+
+    def __call__(self, prompts, completions, id, difficulty, **kwargs):
+        assert len(id) % self.g == 0 and all(id[i] == id[i - i % self.g] for i in range(len(id))), id
+        return super().__call__(prompts, completions, id, difficulty, **kwargs)
+
+
+def _curated_set(n=30, built_for=5):
+    """What `saerl-hf curate` stores: ranked for `built_for` prompts per batch, rows in rank order."""
+    return sort_by_curriculum(_train_set(None, n=n, b=built_for))
+
+
+def _train_with_setup(model_dir, out, ds, max_steps, **config):
+    """grpo.main's path: `_sampler_setup` (curriculum: rank) then CurriculumGRPOTrainer; returns recorded ids."""
+    from saerl_hf.grpo import GRPOScriptArguments, _sampler_setup
+
+    args = _config(out, max_steps, **config)
+    ds, sampler, kwargs = _sampler_setup(GRPOScriptArguments(curriculum="rank"), args, ds)
+    rec = GroupRecorder(args.num_generations)
+    CurriculumGRPOTrainer(model=model_dir, reward_funcs=rec, args=args, train_dataset=ds, sampler=sampler,
+                          sampler_kwargs=kwargs).train()
+    return rec.ids
+
+
+def _intended_ids(ds, b):
+    from saerl_hf.curriculum import curriculum_order
+
+    order = curriculum_order(len(ds), b, "saerl", np.array(ds["cluster"]), np.array(ds["difficulty"]), 0.25, seed=0)
+    return [ds["id"][i] for i in order]
+
+
+_GEOMETRY_SCRIPT = '''
+import json, sys
+sys.path.insert(0, sys.argv[3])
+from accelerate import PartialState
+from tests.test_samplers import _curated_set, _train_with_setup
+state = PartialState()
+ids = _train_with_setup(sys.argv[1], sys.argv[2], _curated_set(), 2, per_device_train_batch_size=4)
+json.dump(ids, open(f"{sys.argv[2]}/ids{state.process_index}.json", "w"))
+'''
+
+
+def test_one_curated_order_trains_at_three_geometries(tiny_model_dir, data_dir, tmp_path):
+    """Curated for 5 prompts per batch; trained with B = 2 (1 process), B = 4 (2 processes, torchrun/gloo) and
+    B = 3 (per-device 2, accumulation 3): each run sees the order rebuilt for its own B, groups whole."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ds = _curated_set()
+    stored = [ds["id"][i] for i in np.argsort(ds["curriculum_rank"])]
+    # 1 process, 4 completions per step, G=2: B = 2; 3 steps
+    one = _train_with_setup(tiny_model_dir, tmp_path / "one", ds, 3)
+    assert one == _intended_ids(ds, 2)[:6]
+    # 1 process, per-device 2 x accumulation 3: one generation of B = 3 prompts per optimizer step; 2 steps
+    accum = _train_with_setup(tiny_model_dir, tmp_path / "accum", ds, 2, per_device_train_batch_size=2,
+                              gradient_accumulation_steps=3)
+    assert accum == _intended_ids(ds, 3)[:6]
+    # 2 processes x per-device 4, G=2: B = 4, each process gets 2 whole groups of every round; 2 steps
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "geometry.py"
+    script.write_text(_GEOMETRY_SCRIPT)
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    port = str(29500 + (os.getpid() + 7) % 1000)
+    proc = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "--master_port", port, str(script), tiny_model_dir, str(tmp_path), str(root)],
+        cwd=root, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    p0, p1 = (json.loads((tmp_path / f"ids{r}.json").read_text()) for r in (0, 1))
+    intended = _intended_ids(ds, 4)
+    rounds = [p0[2 * k : 2 * k + 2] + p1[2 * k : 2 * k + 2] for k in range(2)]  # process 0 holds each round's head
+    assert [x for r in rounds for x in r] == intended[:8]
+    for seen in (one, accum, rounds[0] + rounds[1]):
+        assert seen != stored[: len(seen)]  # the order built for 5 would have been a different sequence
