@@ -28,7 +28,11 @@ logger = logging.getLogger("saerl_hf.grpo")
 
 CURRICULA = ("vanilla", "rank", "saerl", "difficulty", "cluster", "random", "adaptive")
 DROP_COLUMNS_PREFIX = ("sae_",)  # sparse feature columns: large and not needed by rewards
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "model_card.md"
+MODEL_CARD_TEMPLATE = "model_card.md"  # found by saerl_hf.cards.card_template (package data)
+# Never uploaded: pickles (Trainer's training_args.bin, torch.save'd optimizer/scheduler/RNG states, any *.bin,
+# *.pt, *.pkl) and run folders; model weights go up as safetensors only.
+PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
+                        "*.pickle", "*.joblib", "optimizer.*", "scheduler.*", "rng_state*", "training_args*"]
 
 
 @dataclass
@@ -445,13 +449,15 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
 
 
 def write_model_card(output_dir, script_args, training_args, model_args, metrics, curve, num_rows) -> Path:
-    """README.md from model_cards/model_card.md (huggingface_hub ModelCard template); no token anywhere."""
+    """README.md from the model_card.md template (huggingface_hub ModelCard template); no token anywhere."""
     import huggingface_hub
     import transformers
     import trl
     from huggingface_hub import ModelCard, ModelCardData
 
+    from saerl_hf.cards import card_template
     from saerl_hf.models import model_identity
+    from saerl_hf.redact import redact_argv
 
     base = model_args.model_name_or_path
     card_data = ModelCardData(
@@ -464,7 +470,6 @@ def write_model_card(output_dir, script_args, training_args, model_args, metrics
         "learning_rate", "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
         "generation_batch_size", "max_completion_length", "temperature", "beta", "loss_type", "num_iterations",
         "max_steps", "seed")}
-    template = MODEL_CARD_TEMPLATE if MODEL_CARD_TEMPLATE.is_file() else None
     kwargs = dict(
         model_id=Path(output_dir).name,
         base_model_id=model_identity(base),
@@ -480,12 +485,9 @@ def write_model_card(output_dir, script_args, training_args, model_args, metrics
         curve=curve,
         versions={"trl": trl.__version__, "transformers": transformers.__version__,
                   "huggingface_hub": huggingface_hub.__version__},
-        command=" ".join(_redact_argv(sys.argv)),
+        command=" ".join(redact_argv(sys.argv)),
     )
-    if template is not None:
-        card = ModelCard.from_template(card_data, template_path=str(template), **kwargs)
-    else:
-        card = ModelCard.from_template(card_data, **kwargs)
+    card = ModelCard.from_template(card_data, template_path=str(card_template(MODEL_CARD_TEMPLATE)), **kwargs)
     path = Path(output_dir) / "README.md"
     card.save(path)
     return path
@@ -502,37 +504,29 @@ def _hub_base_model(name: str) -> str | None:
     return name
 
 
-def _redact_argv(argv: list[str]) -> list[str]:
-    out, hide = [], False
-    for arg in argv:
-        if hide:
-            out.append("***")
-            hide = False
-            continue
-        if "token" in arg.lower():
-            if "=" in arg:
-                out.append(arg.split("=", 1)[0] + "=***")
-            else:
-                out.append(arg)
-                hide = True
-            continue
-        out.append(arg)
-    return out
-
-
 def push_output(training_args) -> str:
-    """Upload the output dir (model, tokenizer, card, metrics; no checkpoints) with the ambient login token."""
+    """Upload the output dir (safetensors weights, tokenizer, card, metrics; no checkpoints, never a pickle: see
+    PUSH_IGNORE_PATTERNS) with the token from HF_TOKEN or the saved login, never one given as an argument."""
+    from fnmatch import fnmatch
+
     from huggingface_hub import HfApi
 
+    if getattr(training_args, "hub_token", None):
+        logger.warning("hub_token is ignored: a token on the command line or in a recipe ends up in shell history "
+                       "and logs. Set HF_TOKEN or run `hf auth login` instead.")
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
-    api = HfApi()
+    api = HfApi()  # token: HF_TOKEN, else the saved login
     api.create_repo(repo_id, private=bool(training_args.hub_private_repo), exist_ok=True)
     revision = getattr(training_args, "hub_revision", None)
     if revision:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, folder_path=training_args.output_dir, revision=revision,
-                             ignore_patterns=["checkpoint-*", "checkpoint-*/**", "*.pt", "runs/**"],
-                             commit_message="SAERL GRPO run")
+    root = Path(training_args.output_dir)
+    left_out = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and any(
+        fnmatch(p.relative_to(root).as_posix(), pattern) for pattern in PUSH_IGNORE_PATTERNS))
+    if left_out:
+        logger.info("not uploaded (pickles, checkpoints, logs): %s", ", ".join(left_out[:20]))
+    info = api.upload_folder(repo_id=repo_id, folder_path=str(root), revision=revision,
+                             ignore_patterns=PUSH_IGNORE_PATTERNS, commit_message="SAERL GRPO run")
     logger.info("pushed %s to %s", training_args.output_dir, repo_id)
     return str(getattr(info, "commit_url", repo_id))
 

@@ -3,7 +3,7 @@
 Training streams activations from the model with an early exit at the SAE's layer (no activation files),
 shuffles them in an in-memory mixing buffer and feeds sae-lens' ``SAETrainer`` step by step. The result is
 saved in sae-lens' own format (``save_inference_model`` -> ``SAE.load_from_disk``) with a card rendered from
-``model_cards/sae_card.md`` and a ``saerl_training.json`` with the metrics.
+the ``sae_card.md`` template (:mod:`saerl_hf.cards`) and a ``saerl_training.json`` with the metrics.
 
 ``load_sae`` takes a local dir, a Hub repo id (``snapshot_download``) or a sae-lens registry entry
 (``release:sae_id``); the reader model need not be the policy model, only its hidden size must match.
@@ -397,17 +397,11 @@ def _save(sae, out_dir: Path, config: TrainSAEConfig, model, layer: int, metrics
     tmp.replace(out_dir)
 
 
-def _template_path() -> Path:
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "model_cards" / "sae_card.md", here / "templates" / "sae_card.md"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError("model_cards/sae_card.md not found beside the package.")
-
-
 def render_sae_card(info: dict):
-    """The SAE's model card from ``model_cards/sae_card.md`` (huggingface_hub Jinja template)."""
+    """The SAE's model card from the ``sae_card.md`` template (huggingface_hub Jinja template)."""
     from huggingface_hub import ModelCard, ModelCardData
+
+    from saerl_hf.cards import card_template
 
     cfg, metrics = info["config"], info["metrics"]
     identity = info["model_identity"]
@@ -416,7 +410,7 @@ def render_sae_card(info: dict):
                               base_model=base_model, license="apache-2.0")
     return ModelCard.from_template(
         card_data,
-        template_path=str(_template_path()),
+        template_path=str(card_template("sae_card.md")),
         model_identity=identity,
         layer=info["layer"],
         hook=info["hook"],

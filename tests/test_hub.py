@@ -96,7 +96,7 @@ def test_two_revisions_round_trip_rows_card_probes(hub, hub_run, curated_dirs):
     assert data["license"] == "mit" and data["source_datasets"] == ["openai/gsm8k"] and "saerl" in data["tags"]
     for needle in ("test-sae-v0", "blocks.12.hook_resid_post", "| mixing | 0.25 |", "| prompts per batch | 8 |",
                    r1["dataset_sha256"], "saerl-hf curate --config recipes/test.yaml --seed 0", "`curriculum_rank`",
-                   'revision="v1"', "| openai/gsm8k | test | 50 | MIT |", "huggingface_hub 2.4"):
+                   'revision="v1"', "| openai/gsm8k | test | 50 |  | MIT |", "huggingface_hub 2.4"):
         assert needle in text, needle
     assert "test-sae-v1" in got["v2"]["card_text"] and got["v2"]["card_data"]["dataset_info"]["splits"][0][
         "num_examples"] == 30
@@ -287,3 +287,108 @@ def test_local_dir_loads_and_bad_inputs_are_refused(curated_dirs, tmp_path):
     (bad / "summary.json").write_text(json.dumps({"command": "curate --hub-token hf_leakyTOKEN1234567890"}))
     with pytest.raises(HubPushError, match=r"contains the access token; .*Nothing was pushed"):
         push_curated(bad, "saerl/x", token="hf_leakyTOKEN1234567890", max_retries=0)
+
+
+def test_card_fields_from_curate_shaped_summary_and_provenance_in_its_own_field(hub, hub_run, curated_dirs,
+                                                                             tmp_path):
+    """A summary as `saerl-hf curate` writes it (``hub_id``, rows per source in ``counts``, ``config``) and flat
+    provenance fill the card; the dataset's own description is published as such, the feature provenance in
+    a field of its own, and both come back on load."""
+    import shutil
+
+    from datasets import load_from_disk
+
+    from saerl_hf.hub_load import join_description
+    from saerl_hf.sparse import read_provenance
+
+    local = tmp_path / "curated"
+    shutil.copytree(curated_dirs[1], local)
+    ds = load_from_disk(str(curated_dirs[1] / "dataset"))
+    feature_prov = read_provenance(ds)
+    ds.info.description = join_description("Grade-school math word problems.", feature_prov)
+    shutil.rmtree(local / "dataset")
+    ds.save_to_disk(str(local / "dataset"))
+    (local / "summary.json").write_text(json.dumps({
+        "sources": [{"name": "gsm8k", "split": "test", "hub_id": "openai/gsm8k", "license": "MIT"},
+                    {"name": "mawps", "split": None, "hub_id": None, "license": "see the source"}],
+        "counts": {"pool": 70, "by_source": {"gsm8k": 50, "mawps": 20}, "kept_by_source": {"gsm8k": 30},
+                   "quality": {"n_dropped": 40, "n_kept": 30}, "kept": 30},
+        "config": {"n_clusters": 4, "quality_threshold": 0.5, "order": "saerl", "output_dir": "/home/me/out"},
+        "order": {"mode": "saerl"}, "command": "saerl-hf curate --config c.yaml"}))
+    (local / "provenance.json").write_text(json.dumps({
+        "reader_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "model_revision": "abc123", "sae": "me/sae-l15",
+        "sae_hash": "f" * 64, "d_sae": 512, "layer": 15, "hook": "blocks.15.hook_resid_pre", "top_k": 8,
+        "pooling": "mean", "dtype": "bfloat16"}))
+    res, _ = _push(hub_run, local, "saerl/card-fields", "v1")
+    repo = hub.state.repos[("dataset", "saerl/card-fields")]
+    files = repo.commits[res["commit"]].files
+    card = hub.state.blobs[files["README.md"].key].decode()
+    assert "source_datasets:\n- openai/gsm8k\n" in card  # Hub ids only; mawps has none
+    for needle in ("| openai/gsm8k | test | 30 | 50 | MIT |", "| mawps |  |  | 20 | see the source |",
+                   "| reader model | HuggingFaceTB/SmolLM2-135M-Instruct |", "| reader revision | abc123 |",
+                   "| SAE | me/sae-l15 |", f"| SAE hash | {'f' * 64} |", "| layer / hook | 15 / blocks.15.hook_resid_pre |",
+                   "| k (latents kept per row) | 8 |", "| reader dtype | bfloat16 |", "| n_clusters | 4 |",
+                   "| quality_threshold | 0.5 |", "| quality: n_dropped | 40 |"):
+        assert needle in card, needle
+    assert "/home/me/out" not in card  # settings that do not decide the rows stay off the card
+    record = json.loads(hub.state.blobs[files["saerl/push.json"].key])
+    assert record["dataset_description"] == "Grade-school math word problems."
+    assert record["feature_provenance"] == feature_prov != {}
+    got = _check(hub_run, ("saerl/card-fields", "v1", local))["v1"]
+    assert got["provenance_equal"] and got["hash"] == got["local_hash"]
+
+
+PUSH_OUTPUT = r"""
+import logging, sys
+from trl import GRPOConfig
+from saerl_hf.grpo import push_output
+
+logging.basicConfig(level=logging.INFO)
+args = GRPOConfig(output_dir=sys.argv[1], hub_model_id="saerl/grpo-run", hub_token=sys.argv[2], report_to="none",
+                  use_cpu=True, bf16=False)
+print("URL", push_output(args))
+"""
+
+
+def test_push_output_uploads_no_pickle_and_uses_the_ambient_token(hub, hub_run, hub_env, tmp_path):
+    """A GRPO output dir as Trainer leaves it: weights, tokenizer and card go up; training_args.bin, optimizer /
+    scheduler / RNG states, other pickles, checkpoints and logs do not. A token passed as hub_token is not used
+    and not logged: the push authenticates with HF_TOKEN."""
+    from safetensors.numpy import save_file
+
+    out = tmp_path / "grpo-run"
+    (out / "checkpoint-2").mkdir(parents=True)
+    (out / "runs" / "x").mkdir(parents=True)
+    import numpy as np
+
+    save_file({"w": np.zeros(4, dtype=np.float32)}, str(out / "model.safetensors"))
+    for name, text in {"config.json": "{}", "tokenizer.json": "{}", "README.md": "# card\n",
+                       "train_results.json": "{}", "saerl_training.json": "{}"}.items():
+        (out / name).write_text(text)
+    pickles = ["training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth", "pytorch_model.bin",
+               "probe.pkl", "state.pickle", "checkpoint-2/model.safetensors", "runs/x/events.out"]
+    for name in pickles:  # the names Trainer and torch.save use; the bytes need not be real pickles here
+        (out / name).write_bytes(b"\x80\x04not-uploaded")
+    argv_token = "hf_ARGVTOKEN" + uuid.uuid4().hex
+    proc = hub_run(str(out), argv_token, code=PUSH_OUTPUT)
+    repo = hub.state.repos[("model", "saerl/grpo-run")]
+    files = set(repo.commits[repo.branches["main"]].files)
+    assert files == {".gitattributes", "model.safetensors", "config.json", "tokenizer.json", "README.md",
+                     "train_results.json", "saerl_training.json"}
+    assert not [b for b in hub.state.blobs.values() if b.startswith(b"\x80\x04")]
+    assert "hub_token is ignored" in proc.stderr and argv_token not in proc.stdout + proc.stderr
+    auth = {r.headers.get("authorization") for r in hub.received()} - {None}  # LFS uploads carry none
+    assert auth == {f"Bearer {hub_env['HF_TOKEN']}"}
+
+
+def test_one_redactor_masks_flag_values_and_token_shapes():
+    from saerl_hf.redact import redact, redact_argv, redacted_command
+
+    token = "hf_" + "a1B2" * 8
+    argv = ["saerl-hf", "train", "--hub_token", token, f"--token={token}", "--hub-token", "x", "--hf_token=y",
+            "--note", f"see {token}", "--lr", "1e-6"]
+    out = redact_argv(argv)
+    assert out == ["saerl-hf", "train", "--hub_token", "REDACTED", "--token=REDACTED", "--hub-token", "REDACTED",
+                   "--hf_token=REDACTED", "--note", "see hf_REDACTED", "--lr", "1e-6"]
+    assert token not in redacted_command(argv) and "--lr 1e-6" in redacted_command(argv)
+    assert redact(f"401 for {token} and secret", "secret") == "401 for hf_REDACTED and REDACTED"
