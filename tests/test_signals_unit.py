@@ -134,6 +134,20 @@ def test_missing_labels_are_excluded_and_counted():
     assert probe.metrics["n_labelled"] == 160
 
 
+def test_convergence_warnings_are_counted_and_logged_once(caplog):
+    import warnings
+
+    data = regression_set(120, seed=5)
+    with warnings.catch_warnings(record=True) as shown, caplog.at_level("WARNING", logger="saerl_hf.signals.matrix"):
+        warnings.simplefilter("always")
+        probe = DifficultyProbe(DifficultyConfig(max_iter=1, tol=1e-12)).fit(data)
+    n = probe.metrics["n_convergence_warnings"]
+    assert n > 0
+    logged = [r.getMessage() for r in caplog.records if "did not converge" in r.getMessage()]
+    assert len(logged) == 1 and f"{n} fit(s) did not converge" in logged[0] and "Fix: raise max_iter (now 1)" in logged[0]
+    assert not any("converge" in str(w.message).lower() for w in shown)  # counted and logged, not re-warned
+
+
 def test_too_few_labels_is_an_error():
     data = regression_set(60, seed=6)
     levels = [v if i < 30 else None for i, v in enumerate(data["level"])]

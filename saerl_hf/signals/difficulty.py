@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +18,7 @@ from saerl_hf.signals.matrix import (
     LinearProbe,
     apply_scaler,
     dataset_matrix,
+    fit_counting_convergence,
     fit_scaler,
     identity_for,
     linear_scores,
@@ -67,7 +67,6 @@ class DifficultyProbe(LinearProbe):
     def fit(self, dataset) -> DifficultyProbe:
         """Fit on the rows of ``dataset`` whose label is a number; None/NaN rows are skipped and counted."""
         from scipy.stats import spearmanr
-        from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import ElasticNetCV
         from sklearn.model_selection import KFold
 
@@ -100,11 +99,10 @@ class DifficultyProbe(LinearProbe):
                                                                              random_state=config.seed),
             max_iter=config.max_iter, tol=config.tol, n_jobs=1, random_state=config.seed, selection="cyclic",
         )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            regressor.fit(design, target)
+        n_convergence = fit_counting_convergence(
+            lambda: regressor.fit(design, target), f"difficulty probe ElasticNetCV on '{config.label_column}'",
+            f"Fix: raise max_iter (now {config.max_iter}) or tol (now {config.tol:g}); the probe is still used.")
         fit_seconds = time.perf_counter() - start
-        n_convergence = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
 
         self._set(regressor.coef_, regressor.intercept_, center, scale, identity)
         fitted = linear_scores(matrix, self.coef, self.intercept, center, scale)

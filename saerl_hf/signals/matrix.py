@@ -6,6 +6,9 @@ here so fit-time and apply-time inputs are built by the same code.
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import numpy as np
 from scipy import sparse as sp
 
@@ -17,6 +20,8 @@ from saerl_hf.sparse import (
     require_features,
     to_csr,
 )
+
+logger = logging.getLogger(__name__)
 
 SAE = "sae"
 DENSE = "dense_mean"
@@ -292,6 +297,23 @@ class LinearProbe:
         probe._set(arrays["coef"], arrays["intercept"][0], arrays["center"], arrays["scale"], payload["identity"])
         probe.metrics = payload.get("metrics", {})
         return probe
+
+
+def fit_counting_convergence(fit, what: str, fix: str) -> int:
+    """Run ``fit()``; sklearn's ``ConvergenceWarning``s (one per CV fit) are counted and logged as one
+    warning naming ``what`` and the ``fix``; any other warning is passed on. Returns the count."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        fit()
+    convergence = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    for other in (w for w in caught if not issubclass(w.category, ConvergenceWarning)):
+        warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
+    if convergence:
+        logger.warning("%s: %d fit(s) did not converge (first: %s). %s", what, len(convergence),
+                       " ".join(str(convergence[0].message).split()), fix)
+    return len(convergence)
 
 
 def _config_from_dict(config_cls, values: dict):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +18,7 @@ from saerl_hf.signals.matrix import (
     LinearProbe,
     apply_scaler,
     dataset_matrix,
+    fit_counting_convergence,
     fit_scaler,
     identity_for,
     linear_scores,
@@ -86,7 +86,6 @@ class QualityProbe(LinearProbe):
         return self._fit_arrays(transform(matrix, config.scaling)[keep], y, identity, len(labels), n_excluded)
 
     def _fit_arrays(self, matrix, y, identity, n_rows, n_excluded):
-        from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.metrics import roc_auc_score
         from sklearn.model_selection import StratifiedKFold
@@ -99,9 +98,9 @@ class QualityProbe(LinearProbe):
             l1_ratios=(0.0,), scoring="roc_auc", use_legacy_attributes=False, max_iter=config.max_iter,
             class_weight="balanced", n_jobs=1,
         )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            classifier.fit(apply_scaler(matrix, center, scale), y)
+        n_convergence = fit_counting_convergence(
+            lambda: classifier.fit(apply_scaler(matrix, center, scale), y), "quality probe LogisticRegressionCV",
+            f"Fix: raise max_iter (now {config.max_iter}); the probe is still used.")
         fit_seconds = time.perf_counter() - start
         self._set(classifier.coef_.ravel(), classifier.intercept_.ravel()[0], center, scale, identity)
         train_p = sigmoid(linear_scores(matrix, self.coef, self.intercept, center, scale))
@@ -115,7 +114,7 @@ class QualityProbe(LinearProbe):
             "cv_auroc": float(np.asarray(classifier.scores_).mean(axis=0).max()),
             "train_auroc": float(roc_auc_score(y, train_p)),
             "fit_seconds": round(fit_seconds, 3),
-            "n_convergence_warnings": int(sum(issubclass(w.category, ConvergenceWarning) for w in caught)),
+            "n_convergence_warnings": int(n_convergence),
         }
         return self
 
