@@ -15,7 +15,7 @@ def _saerl_hf(args: list[str], tmp_path, **env) -> subprocess.CompletedProcess:
     """Run the real `saerl-hf` entry point (``python -m saerl_hf.cli``) offline, in ``tmp_path``."""
     inherited = {key: value for key, value in os.environ.items() if key != "SAERL_DEBUG"}
     full_env = {**inherited, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env}
-    return subprocess.run([sys.executable, "-m", "saerl_hf.cli", *args], cwd=tmp_path, env=full_env,  # noqa: S603 - our own CLI
+    return subprocess.run([sys.executable, "-m", "saerl_hf.cli", *args], cwd=tmp_path, env=full_env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -32,7 +32,7 @@ def test_pass_rate_columns_deterministic_and_cached(problems, tiny_model_dir):
 
 
 def test_labeller_is_picklable_and_checks_its_input(problems, tiny_model_dir):
-    labeller = pickle.loads(pickle.dumps(PassRateLabeller(PassRateConfig(model=tiny_model_dir, k=1))))
+    labeller = pickle.loads(pickle.dumps(PassRateLabeller(PassRateConfig(model=tiny_model_dir, k=1))))  # noqa: S301 - our own bytes: datasets.map ships the labeller to workers by pickle
     with pytest.raises(KeyError, match="needs a 'answer' column"):
         labeller({"problem": ["What is 1 + 1?"]})
     with pytest.raises(ValueError, match="k must be >= 1"):

@@ -118,7 +118,7 @@ def test_difficulty_apply_column_and_stable_fingerprint(fitted):
     other = DifficultyProbe(DifficultyConfig(l1_ratios=(1.0,))).fit(regression_set(200, seed=5))
     assert other.apply(test)._fingerprint != out._fingerprint
     # the map function is a plain picklable object that survives a pickle round trip
-    function = pickle.loads(pickle.dumps(fitted.map_function()))
+    function = pickle.loads(pickle.dumps(fitted.map_function()))  # noqa: S301 - our own bytes
     assert isinstance(function, LinearSignalMap)
     batch = test[:7]
     np.testing.assert_allclose(function(batch)["difficulty"], fitted.predict(test.select(range(7))), atol=1e-12)
