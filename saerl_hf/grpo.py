@@ -1,6 +1,6 @@
 """GRPO training with the SAERL curriculum (open-r1 shape: one ``main``, parsed by ``TrlParser``).
 
-    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml saerl_hf/grpo.py \\
+    accelerate launch --config_file recipes/accelerate_configs/cpu.yaml -m saerl_hf.grpo \\
         --config recipes/smollm2-135m/grpo/config_saerl.yaml
     python -m saerl_hf.grpo --config ...        saerl-hf train --config ...
 
@@ -18,11 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):  # `accelerate launch saerl_hf/grpo.py`: make the package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from transformers import TrainerCallback  # noqa: E402
-from trl import GRPOConfig, ModelConfig, TrlParser  # noqa: E402
+from transformers import TrainerCallback
+from trl import GRPOConfig, ModelConfig, TrlParser
 
 logger = logging.getLogger("saerl_hf.grpo")
 
@@ -220,7 +217,7 @@ class HeldOutEvalCallback(TrainerCallback):
         was_training = model.training
         model.eval()
         start = time.perf_counter()
-        correct = 0.0
+        correct, correct_ids, lengths = 0.0, [], []
         if shard:
             with torch.no_grad():
                 res = evaluate_model(
@@ -229,11 +226,20 @@ class HeldOutEvalCallback(TrainerCallback):
                 )
             bench = res["benchmarks"][self.name]
             correct = bench["accuracy"] * bench["n_items"]
+            items = res["items"][self.name]
+            correct_ids = [item["id"] for item in items if item.get("verdicts") and item["verdicts"][0]]
+            lengths = [n for item in items for n in item.get("new_tokens", [])]
         totals = acc.reduce(torch.tensor([correct, float(len(shard))], device=acc.device), reduction="sum")
         accuracy = float(totals[0] / max(totals[1], 1.0))
+        if acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            correct_ids, lengths = gather_object(correct_ids), gather_object(lengths)
         record = {f"heldout/{self.name}/accuracy": accuracy, f"heldout/{self.name}/n": int(totals[1]),
-                  "heldout/seconds": round(time.perf_counter() - start, 2)}
-        self.history.append({"step": step, **record})
+                  "heldout/seconds": round(time.perf_counter() - start, 2),
+                  "heldout/mean_new_tokens": round(sum(lengths) / max(1, len(lengths)), 2)}
+        # which items were solved: the paired (same items) standard error of a change needs them
+        self.history.append({"step": step, **record, "correct_ids": sorted(correct_ids)})
         self._last_step = step
         # Logged while the model is still in eval mode: GRPOTrainer.log then merges its (empty) eval metrics
         # instead of taking the pending train metrics, which stay with the trainer's own step log.
@@ -356,8 +362,12 @@ def _load_model(model_args, training_args):
     return model, path
 
 
-def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args: ModelConfig) -> dict:
-    """Load data + model, order the data, train with CurriculumGRPOTrainer, evaluate, save model + card."""
+def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args: ModelConfig,
+         callbacks: list | None = None) -> dict:
+    """Load data + model, order the data, train with CurriculumGRPOTrainer, evaluate, save model + card.
+
+    With ``use_peft`` (LoRA through TRL's ``peft_config``) the output dir holds the adapter; transformers loads
+    it like a model (its ``adapter_config.json`` names the base)."""
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
@@ -383,7 +393,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     ds = prepare_prompts(ds, tokenizer)
     ds, sampler, sampler_kwargs = _sampler_setup(script_args, training_args, ds)
     heldout = load_heldout(script_args, ds, seed=training_args.seed)
-    callbacks = []
+    callbacks = list(callbacks or [])
     eval_cb = None
     if heldout:
         eval_cb = HeldOutEvalCallback(heldout, Path(script_args.heldout_dataset_name).name, script_args.heldout_every_steps,
@@ -419,7 +429,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     # held-out scoring before/between steps is inside train_runtime; leave it out of the per-step cost
     metrics["seconds_per_step"] = round((metrics.get("train_runtime", seconds) - eval_seconds) / steps, 3)
     if eval_cb is not None and eval_cb.history:
-        metrics.update({k: v for k, v in eval_cb.history[-1].items() if k != "step"})
+        metrics.update({k: v for k, v in eval_cb.history[-1].items() if k not in ("step", "correct_ids")})
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
@@ -438,7 +448,8 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
         with open(os.path.join(training_args.output_dir, "saerl_training.json"), "w") as fh:
             json.dump(summary, fh, indent=1, default=str)
         write_model_card(training_args.output_dir, script_args, training_args, model_args, metrics,
-                         eval_cb.history if eval_cb else [], len(ds))
+                         [{k: v for k, v in e.items() if k != "correct_ids"} for e in (eval_cb.history if eval_cb
+                                                                                      else [])], len(ds))
         if training_args.push_to_hub:
             push_output(training_args)
     trainer.accelerator.wait_for_everyone()

@@ -154,7 +154,7 @@ def _launch(tmp_path, model, extra: dict, timeout=600):
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     cmd = [ACCELERATE, "launch", "--config_file", str(ROOT / "recipes/accelerate_configs/cpu.yaml"),
-           "--num_cpu_threads_per_process", "2", str(ROOT / "saerl_hf/grpo.py"), "--config", str(tmp_path / "run.yaml")]
+           "--num_cpu_threads_per_process", "2", "-m", "saerl_hf.grpo", "--config", str(tmp_path / "run.yaml")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-4000:]
