@@ -56,16 +56,19 @@ class ReportSignalsConfig:
 
 
 def _bootstrap_ci(metric, a, b, n: int, seed: int) -> tuple[float, float]:
-    """95% percentile bootstrap CI of ``metric(a[idx], b[idx])``."""
-    rng = np.random.default_rng(seed)
-    a, b = np.asarray(a), np.asarray(b)
-    stats = []
-    for _ in range(n):
-        idx = rng.integers(0, len(a), len(a))
-        if len(set(np.asarray(b)[idx].tolist())) < 2:
-            continue
-        stats.append(metric(a[idx], b[idx]))
-    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+    """95% percentile bootstrap CI of ``metric(a, b)`` over paired rows (``scipy.stats.bootstrap``).
+
+    A resample whose ``b`` holds a single value (one class, one level) has no defined metric: NaN, so
+    the interval is NaN too (scipy warns) rather than quietly narrower.
+    """
+    from scipy.stats import bootstrap
+
+    def statistic(a_rows, b_rows):
+        return metric(a_rows, b_rows) if len(np.unique(b_rows)) > 1 else np.nan
+
+    result = bootstrap((np.asarray(a), np.asarray(b)), statistic, n_resamples=n, paired=True, vectorized=False,
+                       method="percentile", confidence_level=0.95, rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def _spearman(x, y) -> float:
