@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from saerl_hf.experiment import ExperimentConfig, companion_section, write_report
+from saerl_hf.experiment import ExperimentConfig
+from saerl_hf.experiment_report import companion_section, write_report
 
 
 def _write_run(root: Path, arm: str, seed: int, curve: list[tuple[int, float]], correct: float = 0.1) -> None:
@@ -103,3 +104,45 @@ def test_final_models_are_probed_on_a_harder_test_split(tmp_path, tiny_model_dir
     write_report(config)
     report = (tmp_path / "docs" / "probe.md").read_text()
     assert "Harder probe: gsm8k test, first 3 items" in report and "| saerl | 1 |" in report
+
+
+def _gate_run(curve, solved):
+    return {"curve": curve, "solved": solved, "heldout_n": 100}
+
+
+def test_learning_gate_paired_over_items():
+    """The same 100 items at both steps: a +8 point gain from 8 items that flipped (none lost) is far beyond
+    2 paired SE, while the binomial SE of two independent 100-item scores would call it noise."""
+    from saerl_hf.experiment_stats import learning_gate
+
+    before = {f"q{i}" for i in range(10)}
+    seeds = {s: _gate_run([(0, 0.10), (60, 0.18)], {0: before, 60: before | {f"q{i}" for i in range(10, 18)}})
+             for s in range(3)}
+    gate = learning_gate(seeds, 100)
+    assert gate["paired"] and gate["passed"] and abs(gate["gain"] - 0.08) < 1e-9
+    assert 2 * gate["se"] < 0.08 < 2 * ((0.1 * 0.9 + 0.18 * 0.82) / 100) ** 0.5
+    # the same net gain from 20 gained and 12 lost items is noise
+    churn = before - {f"q{i}" for i in range(8)} | {f"q{i}" for i in range(10, 26)} | {"q8", "q9"}
+    noisy = {s: _gate_run([(0, 0.10), (60, 0.18)], {0: before, 60: churn | {f"q{i}" for i in range(90, 94)}})
+             for s in range(3)}
+    assert not learning_gate(noisy, 100)["passed"]
+
+
+def test_learning_gate_needs_three_seeds_and_counts_seed_spread():
+    from saerl_hf.experiment_stats import learning_gate
+
+    ids = {0: {"a"}, 60: {"a", "b", "c", "d", "e", "f", "g", "h", "i"}}
+    assert not learning_gate({0: _gate_run([(0, 0.01), (60, 0.09)], ids)}, 100)["passed"]  # one seed: not yet
+    spread = {0: _gate_run([(0, 0.01), (60, 0.30)], ids), 1: _gate_run([(0, 0.01), (60, 0.0)], ids),
+              2: _gate_run([(0, 0.01), (60, 0.0)], ids)}
+    gate = learning_gate(spread, 100)
+    assert gate["seeds"] == 3 and not gate["passed"]  # a mean gain carried by one seed of three
+
+
+def test_report_has_the_gate_and_mechanism_columns(tmp_path):
+    curves = {("vanilla", s): [(20, 0.20), (40, 0.30)] for s in (0, 1, 2)}
+    config = _experiment(tmp_path, "gate", curves)
+    write_report(config)
+    report = (tmp_path / "docs" / "gate.md").read_text()
+    assert "## Did it learn?" in report and "| vanilla | 3 | +20.0 |" in report and "binomial + seeds" in report
+    assert "groups without reward spread" in report

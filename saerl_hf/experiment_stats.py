@@ -1,0 +1,171 @@
+"""Statistics of the SAERL vs vanilla comparison, from saved run logs only: curves, gate, verdicts.
+
+Used by :mod:`saerl_hf.experiment_report`; nothing here trains or generates, so the report regenerates from
+the committed logs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def load_run(path: Path) -> dict:
+    """Held-out curve, reward curve, settings and wall clock of one finished run."""
+    summary = json.loads((path / "saerl_training.json").read_text())
+    state_path = path / "trainer_state.json"
+    log_history = json.loads(state_path.read_text())["log_history"] if state_path.is_file() else []
+    rewards = {
+        name: [(e["step"], float(e[key])) for e in log_history if key in e and "step" in e]
+        for name, key in (("total", "reward"), ("correctness", "rewards/correctness_reward/mean"),
+                          ("format", "rewards/format_reward/mean"), ("length", "completions/mean_length"),
+                          ("zero_std", "frac_reward_zero_std"), ("difficulty", "curriculum/difficulty"))
+    }
+    solved = {int(e["step"]): set(e["correct_ids"]) for e in summary.get("heldout_curve", []) if "correct_ids" in e}
+    curve = []
+    for entry in summary.get("heldout_curve", []):
+        acc = next((v for k, v in entry.items() if k.endswith("/accuracy")), None)
+        if acc is not None:
+            curve.append((int(entry["step"]), float(acc)))
+    wall = json.loads((path / "wall_clock.json").read_text())["seconds"] if (path / "wall_clock.json").is_file() \
+        else summary.get("metrics", {}).get("train_runtime")
+    probe = json.loads((path / "probe.json").read_text()) if (path / "probe.json").is_file() else None
+    return {"curve": curve, "rewards": rewards, "wall_clock_s": wall, "metrics": summary.get("metrics", {}),
+            "probe": probe, "solved": solved,
+            "num_train_rows": summary.get("num_train_rows"), "quality_filter": summary.get("quality_filter"),
+            "heldout_n": next((v for e in summary.get("heldout_curve", [])[:1] for k, v in e.items()
+                               if k.endswith("/n")), None)}
+
+
+def collect(output_dir: Path) -> dict[str, dict[int, dict]]:
+    """Every finished run; the shared step-0 score (if any) is put at the start of each curve."""
+    runs: dict[str, dict[int, dict]] = {}
+    step0_path = Path(output_dir) / "step0.json"
+    step0 = json.loads(step0_path.read_text()) if step0_path.is_file() else None
+    for summary in sorted(Path(output_dir).glob("runs/*/seed*/saerl_training.json")):
+        arm, seed = summary.parent.parent.name, int(summary.parent.name.removeprefix("seed"))
+        run = load_run(summary.parent)
+        if step0 is not None and all(step != 0 for step, _ in run["curve"]):
+            run["curve"].insert(0, (0, float(step0["accuracy"])))
+            if "correct_ids" in step0:
+                run["solved"][0] = set(step0["correct_ids"])
+            run["heldout_n"] = run["heldout_n"] or step0["n"]
+        runs.setdefault(arm, {})[seed] = run
+    return runs
+
+
+def _seed_mean(seeds: dict[int, dict], name: str, steps: slice) -> float:
+    """Mean over seeds of a logged per-step series (``name`` in load_run's ``rewards``) over a slice of steps."""
+    return float(np.mean([np.mean([v for _, v in r["rewards"][name][steps]] or [np.nan]) for r in seeds.values()]))
+
+
+def aggregate(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
+    """Mean and spread over seeds of the held-out curve, at the steps every seed of an arm evaluated."""
+    out = {}
+    for arm, seeds in runs.items():
+        step_sets = [dict(r["curve"]) for r in seeds.values()]
+        steps = sorted(set.intersection(*(set(s) for s in step_sets))) if step_sets else []
+        acc = np.array([[s[step] for step in steps] for s in step_sets]) if steps else np.zeros((0, 0))
+        out[arm] = {
+            "steps": steps,
+            "mean": acc.mean(axis=0).tolist() if acc.size else [],
+            "std": acc.std(axis=0).tolist() if acc.size else [],
+            "per_seed": {seed: dict(r["curve"]) for seed, r in seeds.items()},
+            "seeds": sorted(seeds),
+            "wall_clock_s": float(np.mean([r["wall_clock_s"] or 0 for r in seeds.values()])),
+            "seconds_per_step": float(np.mean([r["metrics"].get("seconds_per_step", np.nan) for r in seeds.values()])),
+            "num_train_rows": [r["num_train_rows"] for r in seeds.values()][0],
+            "late_rewards": {name: _seed_mean(seeds, name, slice(-10, None)) for name in ("correctness", "format")},
+            "all_rewards": {name: _seed_mean(seeds, name, slice(None)) for name in ("correctness", "format")},
+            "heldout_n": [r["heldout_n"] for r in seeds.values()][0],
+            "probe": [r["probe"]["accuracy"] for r in seeds.values() if r.get("probe")],
+            "completion_length": {"first_10": _seed_mean(seeds, "length", slice(10)),
+                                  "last_10": _seed_mean(seeds, "length", slice(-10, None))},
+            "zero_std": {"first_10": _seed_mean(seeds, "zero_std", slice(10)),
+                         "last_10": _seed_mean(seeds, "zero_std", slice(-10, None)),
+                         "all": _seed_mean(seeds, "zero_std", slice(None))},
+            "gate": learning_gate(seeds, [r["heldout_n"] for r in seeds.values()][0]),
+        }
+    return out
+
+
+def learning_gate(seeds: dict[int, dict], n_items: int | None) -> dict | None:
+    """Did an arm learn? Its final held-out accuracy (mean over seeds) minus step 0, against 2 SE of that change.
+
+    The SE is paired over items (the same held-out items are scored at both steps, so only items that flip count)
+    and adds the spread of the change over seeds: var = mean over seeds of the per-item paired variance / n +
+    variance of the per-seed changes / seeds. Runs without per-item records fall back to the binomial SE.
+    """
+    deltas, item_vars = [], []
+    for run in seeds.values():
+        if not run["curve"]:
+            return None
+        (first, acc0), (last, acc1) = run["curve"][0], run["curve"][-1]
+        deltas.append(acc1 - acc0)
+        n = n_items or run.get("heldout_n") or 0
+        before, after = run.get("solved", {}).get(first), run.get("solved", {}).get(last)
+        if before is not None and after is not None and n:
+            flips = np.array([1.0] * len(after - before) + [-1.0] * len(before - after) + [0.0] * (n - len(after ^ before)))
+            item_vars.append(float(flips.var()) / n)
+        elif n:
+            item_vars.append((acc0 * (1 - acc0) + acc1 * (1 - acc1)) / n)
+    seed_var = float(np.var(deltas, ddof=1)) / len(deltas) if len(deltas) > 1 else 0.0
+    se = float(np.sqrt(np.mean(item_vars) + seed_var)) if item_vars else float("nan")
+    gain = float(np.mean(deltas))
+    return {"gain": gain, "se": se, "paired": len(item_vars) == len(deltas) and all(
+        run.get("solved") for run in seeds.values()), "seeds": len(deltas), "per_seed_gain": deltas,
+        "passed": bool(gain > 2 * se) and len(deltas) >= 3, "final_step": int(list(seeds.values())[0]["curve"][-1][0])}
+
+
+def steps_to_reach(steps: list[int], mean: list[float], target: float) -> int | None:
+    """First evaluated step whose mean held-out accuracy reaches ``target`` (None: never)."""
+    for step, value in zip(steps, mean):
+        if value >= target - 1e-12:
+            return step
+    return None
+
+
+def compare_arms(agg: dict[str, dict]) -> dict:
+    """Accuracy at equal (final) steps vs vanilla, and steps each arm needs to reach vanilla's final accuracy."""
+    if "vanilla" not in agg or not agg["vanilla"]["steps"]:
+        return {}
+    base = agg["vanilla"]
+    target = base["mean"][-1]
+    final_step = base["steps"][-1]
+    n = base.get("heldout_n") or 0
+    # one seed's accuracy on n items has binomial noise; a difference of two such is sqrt(2) wider
+    noise = float(np.sqrt(2 * max(target, 1.0 / max(n, 1)) * (1 - target) / max(n, 1))) if n else None
+    out = {"target_accuracy": target, "final_step": final_step, "noise_2se": None if noise is None else 2 * noise,
+           "vanilla_improved": bool(base["mean"]) and target > base["mean"][0], "arms": {}}
+    for arm, a in agg.items():
+        at_final = dict(zip(a["steps"], a["mean"])).get(final_step)
+        # "steps to vanilla's final accuracy" only means something if vanilla ended above where it started
+        improved = bool(base["mean"]) and target > base["mean"][0]
+        reach = steps_to_reach(a["steps"], a["mean"], target) if improved else None
+        out["arms"][arm] = {
+            "final_accuracy": at_final,
+            "delta_points": None if at_final is None else round(100 * (at_final - target), 2),
+            "steps_to_vanilla_final": reach,
+            "step_ratio": None if reach is None or not final_step else round(reach / final_step, 3),
+            "start_accuracy": a["mean"][0] if a["mean"] else None,
+        }
+        seed_se = _seed_se(a, base, final_step) if arm != "vanilla" else None
+        out["arms"][arm]["seed_2se"] = None if seed_se is None else 2 * seed_se
+        if arm != "vanilla" and at_final is not None and noise is not None:
+            gap = at_final - target
+            bound = 2 * max(noise, seed_se or 0.0)
+            out["arms"][arm]["verdict"] = ("tie (within ±2 SE of the held-out and seed noise)" if abs(gap) <= bound
+                                           else ("win" if gap > 0 else "loss"))
+    return out
+
+
+def _seed_se(a: dict, base: dict, step: int) -> float | None:
+    """Standard error of the difference of two arms' mean accuracy at ``step`` from their spread over seeds
+    (None unless both arms have at least 2 seeds there)."""
+    ours = [c[step] for c in a["per_seed"].values() if step in c]
+    theirs = [c[step] for c in base["per_seed"].values() if step in c]
+    if len(ours) < 2 or len(theirs) < 2:
+        return None
+    return float(np.sqrt(np.var(ours, ddof=1) / len(ours) + np.var(theirs, ddof=1) / len(theirs)))
