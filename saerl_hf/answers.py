@@ -5,26 +5,23 @@ problem's pass rate is labelled and when a benchmark is scored.
 
 Time bound: sympy can spend minutes (or forever, inside C big-integer code that no signal interrupts) on
 outputs such as ``\\boxed{9^{9^{9^9}}}``. math-verify's own SIGALRM timeouts cannot stop that and only
-work in the main thread, so symbolic checks run in a small pool of helper processes (one per concurrent
-caller, JSON lines over pipes) that are killed when an item exceeds ``timeout_s``; such an item scores
-False. Plain numbers (most GSM8K-style items) are compared in-process without sympy.
+work in the main thread, so symbolic checks run in a ``pebble.ProcessPool`` of helper processes whose
+per-task timeout kills the worker when an item exceeds ``timeout_s`` (the pool starts a fresh one); such
+an item scores False. Plain numbers (most GSM8K-style items) are compared in-process without sympy.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
+import multiprocessing
 import os
 import re
-import select
-import subprocess
-import sys
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from pathlib import Path
 
 from saerl_hf.data import last_boxed
 from saerl_hf.prompts import cut_completion
@@ -36,7 +33,12 @@ FAMILIES = ("elementary", "competition")
 MAX_ANSWER_CHARS = 1000
 #: Only the tail of a completion is searched for its final answer.
 MAX_TEXT_CHARS = 50_000
+#: How long a check may wait for a helper process to start (import math-verify) before its own timeout counts.
 WORKER_START_TIMEOUT_S = 120.0
+#: Helper processes (each one checks one item at a time; callers beyond this many wait their turn).
+MAX_WORKERS = max(1, min(4, os.cpu_count() or 1))
+#: Seconds a timed-out helper gets to exit on SIGTERM before SIGKILL.
+KILL_AFTER_S = 0.2
 
 # ----------------------------------------------------------------------------- extraction
 
@@ -236,90 +238,64 @@ def is_correct(prediction: str, gold: str, family: str | None = None, timeout_s:
 # ----------------------------------------------------------------------------- time-bounded helper processes
 
 
-class _Worker:
-    """One helper process that answers ``{"p": ..., "g": ...}`` JSON lines with ``{"ok": bool}``."""
+class _CheckerPool:
+    """A ``pebble.ProcessPool`` made on first use in each process (a forked child makes its own).
+
+    Workers are forked: ``spawn`` and ``forkserver`` re-import the caller's ``__main__``, which runs a
+    script without a ``__main__`` guard again (and loads TRL again under ``accelerate launch grpo.py``).
+    A worker runs only sympy, which needs none of the locks other threads of the caller may hold.
+    """
 
     def __init__(self):
-        package_parent = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env.setdefault("OMP_NUM_THREADS", "1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from saerl_hf.answers import _worker_main; _worker_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-            text=True, bufsize=1,
-        )
-        if self._read_line(WORKER_START_TIMEOUT_S) != "ready":
-            self.kill()
-            raise RuntimeError("math-verify helper process did not start")
-
-    def _read_line(self, timeout_s: float) -> str | None:
-        ready, _, _ = select.select([self.proc.stdout], [], [], max(timeout_s, 0.0))
-        if not ready:
-            return None
-        line = self.proc.stdout.readline()
-        return line.strip() if line else None
-
-    def ask(self, prediction: str, gold: str, timeout_s: float) -> bool | None:
-        """The verdict, or None when the item ran out of time or the process died (the caller kills it)."""
-        self.proc.stdin.write(json.dumps({"p": prediction, "g": gold}) + "\n")
-        self.proc.stdin.flush()
-        line = self._read_line(timeout_s)
-        if line is None:
-            return None
-        return bool(json.loads(line).get("ok", False))
-
-    def kill(self):
-        try:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
-
-
-class _WorkerPool:
-    """Idle helper processes; a caller borrows one, a timed-out one is killed instead of returned."""
-
-    def __init__(self):
-        self._idle: list[_Worker] = []
+        self._pool = None
+        self._pid = None
         self._lock = threading.Lock()
-        self._pid = os.getpid()
         self.timeouts = 0
         self.broken = False
 
-    def verify(self, prediction: str, gold: str, timeout_s: float) -> bool:
+    def _get(self):
+        import pebble
+
+        # A worker stuck in C code never runs its SIGTERM handler: SIGKILL it after 0.2 s, not pebble's 3 s.
+        pebble.CONSTS.term_timeout = min(pebble.CONSTS.term_timeout, KILL_AFTER_S)
         with self._lock:
-            if self._pid != os.getpid():  # forked child (e.g. datasets.map num_proc): the pipes are the parent's
-                self._idle, self._pid = [], os.getpid()
-            worker = self._idle.pop() if self._idle else None
+            if self._pool is None or self._pid != os.getpid():  # a forked child must not use the parent's pool
+                self._pool, self._pid = None, os.getpid()
+                self._pool = pebble.ProcessPool(max_workers=MAX_WORKERS, initializer=_init_worker,
+                                         context=multiprocessing.get_context("fork"))
+            return self._pool
+
+    def verify(self, prediction: str, gold: str, timeout_s: float) -> bool:
+        if not self.broken and multiprocessing.current_process().daemon:
+            self.broken = True  # multiprocessing forbids children here (datasets.map num_proc workers)
+            logger.warning("answer checks in a daemonic process run in-process: only the main thread gets a "
+                           "time bound there, and it cannot stop a sympy blow-up inside C code")
         if self.broken:
             return _symbolic_equal_in_process(prediction, gold, timeout_s)
-        if worker is None or worker.proc.poll() is not None:
-            try:
-                worker = _Worker()
-            except (OSError, RuntimeError) as err:
-                self.broken = True
-                logger.warning("cannot start math-verify helper processes (%s): checking in-process; only the "
-                               "main thread gets a time bound there", err)
-                return _symbolic_equal_in_process(prediction, gold, timeout_s)
         try:
-            verdict = worker.ask(prediction, gold, timeout_s)
-        except (OSError, ValueError):
-            verdict = None
-        if verdict is None:
+            future = self._get().schedule(_symbolic_equal, (prediction, gold), timeout=timeout_s)
+        except (OSError, RuntimeError) as err:
+            self.broken = True
+            logger.warning("cannot start math-verify helper processes (%s): checking in-process; only the main "
+                           "thread gets a time bound there", err)
+            return _symbolic_equal_in_process(prediction, gold, timeout_s)
+        try:
+            return bool(future.result(timeout=timeout_s + WORKER_START_TIMEOUT_S))
+        except (TimeoutError, FutureTimeout):  # pebble killed the worker (or none started in time)
+            future.cancel()
             self.timeouts += 1
-            logger.info("answer check exceeded %.1f s (or its helper died); scored False: %.80r", timeout_s, prediction)
-            worker.kill()
-            return False
-        with self._lock:
-            self._idle.append(worker)
-        return verdict
+            logger.info("answer check exceeded %.1f s; scored False: %.80r", timeout_s, prediction)
+        except Exception:  # noqa: BLE001 - a worker that crashed (pebble.ProcessExpired) or a checker error
+            logger.debug("answer check failed in its helper process; scored False", exc_info=True)
+        return False
 
     def close(self):
         with self._lock:
-            workers, self._idle = self._idle, []
-        for worker in workers:
-            worker.kill()
+            pool, self._pool = self._pool, None
+            if pool is None or self._pid != os.getpid():
+                return
+        pool.stop()
+        pool.join(timeout=5)
 
 
 def _symbolic_equal_in_process(prediction: str, gold: str, timeout_s: float) -> bool:
@@ -331,6 +307,7 @@ def _symbolic_equal_in_process(prediction: str, gold: str, timeout_s: float) -> 
     def on_alarm(signum, frame):
         raise TimeoutError
 
+    _warm_in_process()  # loading math-verify is not the item's time
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, max(timeout_s, 0.01))
     try:
@@ -342,7 +319,16 @@ def _symbolic_equal_in_process(prediction: str, gold: str, timeout_s: float) -> 
         signal.signal(signal.SIGALRM, previous)
 
 
-_POOL = _WorkerPool()
+_WARMED: list[bool] = []
+
+
+def _warm_in_process() -> None:
+    if not _WARMED:
+        _symbolic_equal("1", "1")
+        _WARMED.append(True)
+
+
+_POOL = _CheckerPool()
 atexit.register(_POOL.close)
 
 
@@ -351,23 +337,12 @@ class _DropTimeoutWarning(logging.Filter):
         return "Timeout is disabled" not in record.getMessage()
 
 
-def _worker_main() -> None:
-    """Helper-process loop: read JSON lines, answer JSON lines; exits when the parent closes stdin."""
+def _init_worker() -> None:
+    """Helper-process start: quiet math-verify's 'timeout disabled' warnings, warm its LaTeX parser."""
     logging.basicConfig(level=logging.ERROR)
     for name in ("math_verify", "math_verify.utils", "math_verify.parser", "math_verify.grader"):
         logging.getLogger(name).addFilter(_DropTimeoutWarning())
-    import math_verify  # noqa: F401  (import before saying ready)
-
-    replies, sys.stdout = sys.stdout, sys.stderr  # library prints must not corrupt the reply stream
-    _symbolic_equal("1", "1")  # warm the LaTeX parser
-    print("ready", file=replies, flush=True)
-    for line in sys.stdin:
-        try:
-            request = json.loads(line)
-            ok = _symbolic_equal(str(request["p"]), str(request["g"]))
-        except Exception:  # noqa: BLE001
-            ok = False
-        print(json.dumps({"ok": bool(ok)}), file=replies, flush=True)
+    _symbolic_equal("1", "1")
 
 
 def verify_cost(pairs: list[tuple[str, str]], family: str | None = None, repeats: int = 1) -> float:
