@@ -188,7 +188,7 @@ def _normalised_text(text) -> str:
 
 
 def deduplicate(dataset, threshold: float = 0.98, text_column: str = "problem", cluster_column: str | None = "cluster",
-                features: str = SAE, scaling: str = "log1p", chunk: int = 2048):
+                features: str = SAE, scaling: str = "log1p"):
     """Drop exact duplicates of ``text_column`` (whitespace-normalised), then rows whose feature cosine to an
     earlier kept row of the same cluster is >= ``threshold``. The first occurrence is kept.
 
@@ -202,14 +202,7 @@ def deduplicate(dataset, threshold: float = 0.98, text_column: str = "problem", 
     if cluster_column is not None and cluster_column not in dataset.column_names:
         raise ValueError(f"No '{cluster_column}' column. Fix: add it with ClusterModel.apply(dataset) first, or "
                          f"pass cluster_column=None to compare all rows.")
-    seen: set[str] = set()
-    exact_drop = np.zeros(len(dataset), dtype=bool)
-    for row, text in enumerate(dataset[text_column]):
-        key = _normalised_text(text)
-        if key in seen:
-            exact_drop[row] = True
-        seen.add(key)
-
+    exact_drop = _exact_duplicates(dataset[text_column])
     near_drop = np.zeros(len(dataset), dtype=bool)
     groups = np.asarray(dataset[cluster_column]) if cluster_column is not None else np.zeros(len(dataset), int)
     matrix = transform(dataset_matrix(dataset, features), scaling)
@@ -217,22 +210,44 @@ def deduplicate(dataset, threshold: float = 0.98, text_column: str = "problem", 
     unit = unit.tocsr() if sp.issparse(unit) else unit
     for group in tqdm(np.unique(groups), desc="near-duplicates", leave=False):
         rows = np.flatnonzero((groups == group) & ~exact_drop)
-        if len(rows) < 2:
-            continue
-        block = unit[rows]
-        dropped = np.zeros(len(rows), dtype=bool)
-        for lo in range(0, len(rows), chunk):
-            sims = block[lo:lo + chunk] @ block.T
-            sims = sims.toarray() if sp.issparse(sims) else np.asarray(sims)
-            for offset in range(sims.shape[0]):
-                i = lo + offset
-                if dropped[i]:
-                    continue
-                later = np.flatnonzero(sims[offset, i + 1:] >= threshold) + i + 1
-                dropped[later] = True
-        near_drop[rows[dropped]] = True
+        near_drop[rows[near_duplicates(unit[rows], threshold)]] = True
     keep = np.flatnonzero(~(exact_drop | near_drop))
     counts = {"n_in": len(dataset), "exact_duplicates": int(exact_drop.sum()),
               "near_duplicates": int(near_drop.sum()), "n_kept": int(len(keep))}
     logger.info("deduplicate: %s", counts)
     return dataset.select(keep), counts
+
+
+def _exact_duplicates(texts) -> np.ndarray:
+    """True for every text whose whitespace-normalised form appeared earlier."""
+    seen: set[str] = set()
+    drop = np.zeros(len(texts), dtype=bool)
+    for row, text in enumerate(texts):
+        key = _normalised_text(text)
+        drop[row] = key in seen
+        seen.add(key)
+    return drop
+
+
+def near_duplicates(unit, threshold: float) -> np.ndarray:
+    """Greedy in row order: True for each row whose cosine to an earlier kept row is >= ``threshold``.
+
+    ``unit`` holds unit (or all-zero) rows, so cosine >= t is Euclidean distance <= sqrt(2 - 2t):
+    ``sklearn.neighbors.NearestNeighbors`` finds those pairs with its compiled radius search (chunked,
+    sparse-aware; its cosine metric goes through a slower generic path). All-zero rows (no active feature)
+    have no cosine to anything and are left out. Only rows with a later neighbour are walked in Python.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    dropped = np.zeros(unit.shape[0], dtype=bool)
+    nonzero = np.flatnonzero(np.asarray(abs(unit).sum(axis=1)).ravel() > 0)
+    if len(nonzero) < 2 or threshold > 1.0:  # no cosine exceeds 1
+        return dropped
+    radius = float(np.sqrt(max(2.0 - 2.0 * threshold, 0.0)))
+    rows = unit[nonzero]
+    index = NearestNeighbors(radius=radius, metric="euclidean", algorithm="brute").fit(rows)
+    pairs = sp.triu(index.radius_neighbors_graph(rows, mode="connectivity"), k=1).tocsr()  # (i, j), j > i
+    for row in np.flatnonzero(np.diff(pairs.indptr)):
+        if not dropped[nonzero[row]]:
+            dropped[nonzero[pairs.indices[pairs.indptr[row]:pairs.indptr[row + 1]]]] = True
+    return dropped
