@@ -45,12 +45,10 @@ class ClusterConfig:
 
 
 def l2_normalise(matrix):
-    """Rows scaled to unit norm (all-zero rows stay zero)."""
-    if sp.issparse(matrix):
-        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
-        return sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ matrix
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)
+    """Rows scaled to unit norm (all-zero rows stay zero); sparse stays sparse."""
+    from sklearn.preprocessing import normalize
+
+    return normalize(matrix, norm="l2")
 
 
 class ClusterMap:
@@ -65,10 +63,10 @@ class ClusterMap:
         return l2_normalise(apply_scaler(transform(matrix, self.scaling), self.center, self.scale))
 
     def assign(self, matrix) -> np.ndarray:
-        unit = self.unit_rows(matrix)
-        # argmin ||x - c||^2 = argmin ||c||^2 - 2 x.c  (||x|| is 1 or 0 for every row)
-        distance = (self.centroids * self.centroids).sum(axis=1)[None, :] - 2.0 * np.asarray(unit @ self.centroids.T)
-        return np.argmin(distance, axis=1).astype(np.int64)
+        """Nearest centroid (Euclidean, as ``KMeans.predict``) of each unit row."""
+        from sklearn.metrics import pairwise_distances_argmin
+
+        return pairwise_distances_argmin(self.unit_rows(matrix), self.centroids).astype(np.int64)
 
     def __call__(self, batch: dict, indices=None) -> dict:
         return {self.column: self.assign(batch_matrix(batch, self.features, self.centroids.shape[1],

@@ -102,21 +102,16 @@ def transform(matrix, scaling: str):
 
 
 def fit_scaler(matrix, scaling: str) -> tuple[np.ndarray, np.ndarray]:
-    """(center, scale) per column. Sparse input is never centred (it would densify it)."""
+    """(center, scale) per column, from ``sklearn.preprocessing.StandardScaler`` for the ``std`` scalings
+    (constant columns get scale 1). Sparse input is never centred (it would densify it)."""
     width = matrix.shape[1]
     if scaling not in ("log1p_std", "std"):
         return np.zeros(width), np.ones(width)
-    if sp.issparse(matrix):
-        mean = np.asarray(matrix.mean(axis=0)).ravel()
-        sq = np.asarray(matrix.multiply(matrix).mean(axis=0)).ravel()
-        center = np.zeros(width)
-    else:
-        mean = matrix.mean(axis=0)
-        sq = (matrix * matrix).mean(axis=0)
-        center = mean
-    std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
-    scale = np.where(std > 1e-12, std, 1.0)
-    return center, scale
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler(with_mean=not sp.issparse(matrix)).fit(matrix)
+    center = scaler.mean_ if scaler.with_mean else np.zeros(width)
+    return np.asarray(center, np.float64), np.asarray(scaler.scale_, np.float64)
 
 
 def apply_scaler(matrix, center: np.ndarray, scale: np.ndarray):
