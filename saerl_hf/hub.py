@@ -11,6 +11,7 @@ A push is three idempotent steps, each retried with bounded exponential backoff 
 
 The local curated dir is only read. The access token is never written to the card, the push record, logs
 or error messages; artefacts that contain it are refused.
+
 Split along its seams: :mod:`saerl_hf.hub_push` (the push), :mod:`saerl_hf.hub_load` (the contract and the load),
 :mod:`saerl_hf.cards` (the card); every public name stays importable from here.
 """
@@ -69,6 +70,9 @@ def cli_main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if cfg.token:
+        logging.getLogger("saerl_hf.hub").warning(
+            "--token puts the token in shell history and the process list; prefer HF_TOKEN or `hf auth login`.")
     try:
         result = push_curated(cfg.curated_dir, cfg.repo_id, cfg.revision, cfg.create_pr, cfg.commit_message,
                               cfg.token, cfg.private, cfg.max_retries, cfg.retry_base_wait, cfg.retry_max_wait,

@@ -44,7 +44,8 @@ class PushConfig:
                                                              "committing to it."})
     commit_message: str | None = field(default=None, metadata={"help": "Commit title (default: derived)."})
     private: bool = field(default=False, metadata={"help": "Create the repo private if it does not exist."})
-    token: str | None = field(default=None, metadata={"help": "Access token (default: HF_TOKEN / saved login). "
+    token: str | None = field(default=None, metadata={"help": "Access token; prefer HF_TOKEN or the saved login (the "
+                                                              "default): a flag is seen in shell history and `ps`. "
                                                               "Never written anywhere."})
     max_retries: int = field(default=4, metadata={"help": "Retries per step on 5xx/timeouts/connection errors."})
     retry_base_wait: float = field(default=1.0, metadata={"help": "First backoff wait in seconds (doubles)."})

@@ -238,6 +238,7 @@ def test_canary_token_is_never_written(hub, hub_run, hub_env, curated_dirs, tmp_
     assert not [k for k, blob in hub.state.blobs.items() if needle in blob]
     card = next(b for b in hub.state.blobs.values() if b.startswith(b"---") and b"--repo-id saerl/canary" in b)
     assert b"--token REDACTED" in card  # the push command is recorded, with the token masked
+    assert "prefer HF_TOKEN" in done.stderr  # a token on the command line is discouraged
 
 
 def test_create_pr_opens_one_pull_request(hub, hub_run, curated_dirs):
