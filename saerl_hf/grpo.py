@@ -400,6 +400,9 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
                                       script_args.heldout_max_new_tokens, script_args.heldout_batch_size,
                                       script_args.heldout_on_start)
         callbacks.append(eval_cb)
+    # Trainer would push the whole output dir itself (training_args.bin, a pickle, included) on every save;
+    # push_output uploads once at the end with an allow-list of safe files instead.
+    push_at_end, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = CurriculumGRPOTrainer(
         model=model,
         reward_funcs=get_reward_funcs(script_args.reward_funcs),
@@ -450,7 +453,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
         write_model_card(training_args.output_dir, script_args, training_args, model_args, metrics,
                          [{k: v for k, v in e.items() if k != "correct_ids"} for e in (eval_cb.history if eval_cb
                                                                                       else [])], len(ds))
-        if training_args.push_to_hub:
+        if push_at_end:
             push_output(training_args)
     trainer.accelerator.wait_for_everyone()
     return summary

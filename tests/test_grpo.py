@@ -73,7 +73,9 @@ def test_recipes_parse_with_trl_parser(recipe):
     if "gemma3" in str(recipe):  # the transfer policy: a base model, answers right after a few-shot "Answer:"
         assert model_args.model_name_or_path == "gemma3-270m" and training_args.use_cpu
         assert training_args.generation_batch_size // training_args.num_generations == 2
-    assert len(RECIPES) == 5
+    if "_lora" in recipe.name:  # LoRA through TRL's peft_config on every linear layer
+        assert model_args.use_peft and model_args.lora_target_modules in (["all-linear"], "all-linear")
+    assert {"config_saerl.yaml", "config_vanilla.yaml", "config_saerl_lora.yaml"} <= {p.name for p in RECIPES}
 
 
 def test_prompts_follow_the_tokenizer(tiny):
@@ -125,7 +127,7 @@ def test_rank_curriculum_rebuilds_an_order_made_for_another_geometry(caplog):
 # ----------------------------------------------------------------------------- real launches
 
 
-def _launch(tmp_path, model, extra: dict, timeout=600):
+def _launch(tmp_path, model, extra: dict, timeout=600, env: dict | None = None):
     from saerl_hf.data import load_math_dataset
 
     ds = load_math_dataset("mawps", limit=40)
@@ -155,7 +157,7 @@ def _launch(tmp_path, model, extra: dict, timeout=600):
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     cmd = [ACCELERATE, "launch", "--config_file", str(ROOT / "recipes/accelerate_configs/cpu.yaml"),
            "--num_cpu_threads_per_process", "2", "-m", "saerl_hf.grpo", "--config", str(tmp_path / "run.yaml")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"} if env is None else env
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return tmp_path / "out", proc
@@ -179,6 +181,30 @@ def test_accelerate_launch_tiny_run(tiny_model_dir, data_dir, tmp_path):
     assert "| `num_generations` | 2 |" in card.text and "heldout/svamp/accuracy" in card.text
     summary = json.loads((out / "saerl_training.json").read_text())
     assert summary["sampler"] == "curriculum" and summary["metrics"]["seconds_per_step"] > 0
+
+
+def test_lora_run_pushes_the_adapter_once_without_pickles_and_reloads(tiny_model_dir, data_dir, tmp_path, hub,
+                                                                      hub_env):
+    """LoRA through TRL's peft_config: the output dir holds the adapter, transformers reloads it onto its base,
+    and push_to_hub uploads once at the end through push_output (Trainer's own pushes would carry
+    training_args.bin, a pickle, and every checkpoint)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out, _ = _launch(tmp_path, tiny_model_dir, {
+        "use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_target_modules": ["all-linear"], "learning_rate": 5e-2,
+        "max_steps": 2, "save_strategy": "steps", "save_steps": 1, "push_to_hub": True,
+        "hub_model_id": "saerl/tiny-lora"}, env={**hub_env, "WANDB_MODE": "disabled"})
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    assert not (out / "model.safetensors").exists()  # the adapter, not a merged copy
+    repo = hub.state.repos[("model", "saerl/tiny-lora")]
+    files = set(repo.commits[repo.branches["main"]].files)
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= files
+    assert "training_args.bin" not in files and not any(f.startswith("checkpoint-") for f in files)
+    tuned, base = AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = torch.tensor([[1, 20, 30, 40, 50]])
+    with torch.no_grad():
+        assert not torch.allclose(tuned(ids).logits, base(ids).logits)  # the trained adapter is applied
 
 
 def test_accelerate_launch_base_model_without_chat_template(tmp_path):
