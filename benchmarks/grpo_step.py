@@ -14,9 +14,11 @@ import argparse
 import json
 import tempfile
 import time
+from pathlib import Path
 
 from docs_section import machine, write_section
 
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "benchmarks" / "grpo_step.json"
 # name -> GRPO recipe overrides; everything else is shared (see BASE)
 VARIANTS = {
     "v2: full fine-tune fp32, 2x4, lr 2e-5": {"num_generations": 4, "per_device_train_batch_size": 8},
@@ -24,7 +26,7 @@ VARIANTS = {
     "v3: LoRA r16 bf16 weights, 2x8": {"use_peft": True, "num_generations": 8, "per_device_train_batch_size": 16,
                                        "dtype": "bfloat16"},
 }
-BASE = {"dataset_name": "mawps_singleop", "curriculum": "vanilla", "reward_funcs": ["correctness"],
+BASE = {"dataset_name": "mawps_singleop", "dataset_train_split": "test", "curriculum": "vanilla", "reward_funcs": ["correctness"],
         "max_completion_length": 64, "temperature": 0.7, "learning_rate": 2e-5, "beta": 0.0, "loss_type": "dapo",
         "use_cpu": True, "bf16": False, "activation_checkpointing": False, "report_to": "none", "logging_steps": 1,
         "save_strategy": "no", "lora_r": 16, "lora_alpha": 32, "lora_target_modules": ["all-linear"],
@@ -61,7 +63,9 @@ def run_variant(name: str, overrides: dict, model: str, steps: int) -> dict:
     n = values["per_device_train_batch_size"]
     timed = times[1:]
     tokens = sum(lengths[1 : len(times)]) * n
-    return {"variant": name, "completions_per_step": n, "seconds_per_step": sum(timed) / len(timed),
+    import torch
+
+    return {"variant": name, "completions_per_step": n, "torch_threads": torch.get_num_threads(), "seconds_per_step": sum(timed) / len(timed),
             "mean_completion_tokens": sum(lengths[1:]) / max(1, len(lengths) - 1),
             "completion_tok_per_s": tokens / sum(timed), "steps_timed": len(timed),
             "peak_note": summary["metrics"].get("seconds_per_step")}
@@ -76,9 +80,12 @@ def section(results: list[dict], command: str) -> str:
         lines.append(f"| {r['variant']} | {r['completions_per_step']} | {r['seconds_per_step']:.1f} | "
                      f"{r['mean_completion_tokens']:.1f} | {r['completion_tok_per_s']:.1f} | "
                      f"{r['completion_tok_per_s'] / base:.2f}x |")
+    best = max(r["completion_tok_per_s"] for r in results) / base
     lines += ["", f"{results[0]['steps_timed']} timed steps per variant (the first step is warm-up and not "
               "counted); same prompts (MAWPS single-op), T=0.7, <= 64 completion tokens, correctness reward, "
-              "beta 0, dapo loss, one process."]
+              f"beta 0, dapo loss, one process, {results[0].get('torch_threads', '?')} torch thread(s).", "",
+              f"Goal (issue 14): completion tokens/s >= 2x the v2 recipe: best {best:.2f}x, "
+              + ("met." if best >= 2 else "**not met**.")]
     return "\n".join(lines)
 
 
@@ -97,6 +104,8 @@ def main() -> None:
         results.append(run_variant(name, overrides, args.model, args.steps))
         print(json.dumps(results[-1]))
     command = "python benchmarks/grpo_step.py " + " ".join(sys.argv[1:])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"command": command, "results": results}, indent=1))
     print(write_section("grpo-step", section(results, command)))
 
 
