@@ -25,7 +25,7 @@ from saerl_hf.signals import (
     SignalLabelError,
     deduplicate,
 )
-from saerl_hf.signals.matrix import LinearSignalMap
+from saerl_hf.signals.linear import LinearSignalMap
 from saerl_hf.sparse import MissingFeaturesError, write_provenance
 
 D_SAE = 256

@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from saerl_hf.signals.linear import LinearProbe, fit_counting_convergence, numeric_labels
 from saerl_hf.signals.matrix import (
     SAE,
-    LinearProbe,
     apply_scaler,
+    block_split,
     dataset_matrix,
-    fit_counting_convergence,
+    feature_set,
     fit_scaler,
     identity_for,
     linear_scores,
-    numeric_labels,
     require_source,
     transform,
 )
@@ -39,7 +39,9 @@ class DifficultyConfig:
                                                                  "difficulty (also 'level'), or 'pass_rate'."})
     higher_is_harder: bool | None = field(default=None, metadata={
         "help": "Whether larger labels mean harder problems. None: True, except False for 'pass_rate'."})
-    features: str = field(default=SAE, metadata={"help": "'sae' (sparse features) or 'dense_mean' (baseline)."})
+    features: str = field(default=SAE, metadata={"help": "Feature set: 'sae' (sparse SAE features), 'dense' (the "
+                                                          "mean residual, alias of 'dense_mean') or 'sae+dense' "
+                                                          "(both blocks, each scaled to equal weight)."})
     scaling: str = field(default="log1p", metadata={"help": "log1p | log1p_std | std | none."})
     l1_ratios: tuple[float, ...] = field(default=(0.1, 0.5, 0.9), metadata={"help": "ElasticNet l1_ratio grid."})
     n_alphas: int = field(default=12, metadata={"help": "Alphas per l1_ratio on the regularisation path."})
@@ -49,6 +51,9 @@ class DifficultyConfig:
     tol: float = field(default=1e-3, metadata={"help": "Coordinate-descent tolerance."})
     seed: int = field(default=0, metadata={"help": "Seed of the CV split."})
     output_column: str = field(default="difficulty", metadata={"help": "Column added by apply()."})
+
+    def __post_init__(self):
+        self.features = feature_set(self.features)
 
     def sign(self) -> float:
         harder = self.higher_is_harder
@@ -89,8 +94,9 @@ class DifficultyProbe(LinearProbe):
             raise SignalLabelError(f"All {len(keep)} '{config.label_column}' labels equal {labels[keep][0]}: "
                                    f"nothing to regress. Fix: use a subset with varied labels.")
         identity = identity_for(dataset, config.features)
-        matrix = transform(dataset_matrix(dataset, config.features), config.scaling)[keep]
-        center, scale = fit_scaler(matrix, config.scaling)
+        split = block_split(config.features, identity)
+        matrix = transform(dataset_matrix(dataset, config.features), config.scaling, split)[keep]
+        center, scale = fit_scaler(matrix, config.scaling, split)
         design = apply_scaler(matrix, center, scale)
 
         start = time.perf_counter()

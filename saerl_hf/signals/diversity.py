@@ -15,12 +15,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import sparse as sp
 
+from saerl_hf.signals.linear import _config_from_dict, check_saved_feature_set, require_feature_columns
 from saerl_hf.signals.matrix import (
+    DENSE,
     SAE,
-    _config_from_dict,
     apply_scaler,
     batch_matrix,
+    block_split,
     dataset_matrix,
+    feature_set,
     fit_scaler,
     identity_for,
     require_source,
@@ -35,13 +38,18 @@ class ClusterConfig:
     """How the SAE-space clusters are fitted."""
 
     k: int = field(default=16, metadata={"help": "Number of k-means clusters."})
-    features: str = field(default=SAE, metadata={"help": "'sae' (sparse features) or 'dense_mean' (baseline)."})
+    features: str = field(default=SAE, metadata={"help": "Feature set: 'sae' (sparse SAE features), 'dense' (the "
+                                                          "mean residual, alias of 'dense_mean') or 'sae+dense' "
+                                                          "(both blocks, each scaled to equal weight)."})
     scaling: str = field(default="log1p", metadata={"help": "Before L2 normalisation: log1p | log1p_std | std | "
                                                             "none ('std' centres dense features)."})
     n_init: int = field(default=4, metadata={"help": "k-means restarts (best inertia kept)."})
     max_iter: int = field(default=300, metadata={"help": "k-means iterations per restart."})
     seed: int = field(default=0, metadata={"help": "k-means seed."})
     output_column: str = field(default="cluster", metadata={"help": "Column added by apply()."})
+
+    def __post_init__(self):
+        self.features = feature_set(self.features)
 
 
 def l2_normalise(matrix):
@@ -54,13 +62,13 @@ def l2_normalise(matrix):
 class ClusterMap:
     """Picklable batched ``datasets.map`` function adding the cluster id (nearest centroid)."""
 
-    def __init__(self, column, centroids, center, scale, scaling, features):
+    def __init__(self, column, centroids, center, scale, scaling, features, split=None):
         self.column, self.centroids = column, np.asarray(centroids, np.float64)
         self.center, self.scale = np.asarray(center, np.float64), np.asarray(scale, np.float64)
-        self.scaling, self.features = scaling, features
+        self.scaling, self.features, self.split = scaling, features, split
 
     def unit_rows(self, matrix):
-        return l2_normalise(apply_scaler(transform(matrix, self.scaling), self.center, self.scale))
+        return l2_normalise(apply_scaler(transform(matrix, self.scaling, self.split), self.center, self.scale))
 
     def assign(self, matrix) -> np.ndarray:
         """Nearest centroid (Euclidean, as ``KMeans.predict``) of each unit row."""
@@ -103,16 +111,17 @@ class ClusterModel:
             raise ValueError(f"k={config.k} clusters need at least {config.k} rows; the dataset has {len(dataset)}. "
                              f"Fix: lower k.")
         identity = identity_for(dataset, config.features)
-        matrix = transform(dataset_matrix(dataset, config.features), config.scaling)
-        self.center, self.scale = fit_scaler(matrix, config.scaling)
+        split = block_split(config.features, identity)
+        matrix = transform(dataset_matrix(dataset, config.features), config.scaling, split)
+        self.center, self.scale = fit_scaler(matrix, config.scaling, split)
         unit = l2_normalise(apply_scaler(matrix, self.center, self.scale))
         start = time.perf_counter()
         kmeans = KMeans(config.k, n_init=config.n_init, max_iter=config.max_iter, random_state=config.seed)
         kmeans.fit(unit)
         self.centroids = np.asarray(kmeans.cluster_centers_, np.float64)
         self.identity = identity
-        labels = self.map_function().assign(dataset_matrix(dataset, config.features, width=self.width
-                                                           if config.features == SAE else None))
+        labels = self.map_function().assign(dataset_matrix(dataset, config.features, width=None
+                                                           if config.features == DENSE else self.width))
         self.metrics = {
             "n_rows": len(dataset),
             "k": config.k,
@@ -125,21 +134,23 @@ class ClusterModel:
     def map_function(self) -> ClusterMap:
         self._require_fitted()
         return ClusterMap(self.config.output_column, self.centroids, self.center, self.scale, self.config.scaling,
-                          self.config.features)
+                          self.config.features, block_split(self.config.features, self.identity))
 
-    def _design(self, dataset):
-        from saerl_hf.signals.persistence import check_identity, check_width
+    def _design(self, dataset, features: str | None = None):
+        from saerl_hf.signals.persistence import check_feature_set, check_identity, check_width
 
-        require_source(dataset, self.config.features)
+        if features is not None:
+            check_feature_set(self.config.features, features, "cluster model")
+        require_feature_columns(dataset, self.config.features, "cluster model")
         check_identity(self.identity, identity_for(dataset, self.config.features), "cluster model")
-        matrix = dataset_matrix(dataset, self.config.features, width=self.width if self.config.features == SAE
-                                else None)
+        matrix = dataset_matrix(dataset, self.config.features, width=None if self.config.features == DENSE
+                                else self.width)
         check_width(self.width, matrix, "cluster model")
         return matrix
 
-    def predict(self, dataset) -> np.ndarray:
+    def predict(self, dataset, features: str | None = None) -> np.ndarray:
         self._require_fitted()
-        return self.map_function().assign(self._design(dataset))
+        return self.map_function().assign(self._design(dataset, features))
 
     def fingerprint(self) -> str:
         from saerl_hf.signals.persistence import fingerprint_of
@@ -148,12 +159,12 @@ class ClusterModel:
         return fingerprint_of(self.KIND, self.config.output_column, self.config.scaling, self.config.features,
                               self.centroids, self.center, self.scale)
 
-    def apply(self, dataset, batch_size: int = 1000, **map_kwargs):
+    def apply(self, dataset, batch_size: int = 1000, features: str | None = None, **map_kwargs):
         """``dataset`` with the ``cluster`` column; fingerprint = f(input fingerprint, fitted centroids)."""
         from saerl_hf.signals.persistence import fingerprint_of
         from saerl_hf.sparse import write_provenance
 
-        self._design(dataset.select(range(min(1, len(dataset)))))
+        self._design(dataset.select(range(min(1, len(dataset)))), features)
         out = dataset.map(self.map_function(), batched=True, batch_size=batch_size, with_indices=True,
                           new_fingerprint=fingerprint_of(dataset._fingerprint, self.fingerprint()),
                           desc=f"clusters -> {self.config.output_column}", **map_kwargs)
@@ -176,6 +187,7 @@ class ClusterModel:
         arrays, payload = load_model(directory, cls.KIND, config_keys=("config", "identity"),
                                      array_keys=("centroids", "center", "scale"))
         model = cls(_config_from_dict(ClusterConfig, payload["config"]))
+        check_saved_feature_set(directory, model.config.features, payload["identity"], cls.KIND)
         model.centroids, model.center, model.scale = arrays["centroids"], arrays["center"], arrays["scale"]
         model.identity, model.metrics = payload["identity"], payload.get("metrics", {})
         return model
@@ -203,8 +215,9 @@ def deduplicate(dataset, threshold: float = 0.98, text_column: str = "problem", 
     exact_drop = _exact_duplicates(dataset[text_column])
     near_drop = np.zeros(len(dataset), dtype=bool)
     groups = np.asarray(dataset[cluster_column]) if cluster_column is not None else np.zeros(len(dataset), int)
-    matrix = transform(dataset_matrix(dataset, features), scaling)
-    unit = l2_normalise(apply_scaler(matrix, *fit_scaler(matrix, scaling))).astype(np.float32)
+    split = block_split(features, identity_for(dataset, features))
+    matrix = transform(dataset_matrix(dataset, features), scaling, split)
+    unit = l2_normalise(apply_scaler(matrix, *fit_scaler(matrix, scaling, split))).astype(np.float32)
     unit = unit.tocsr() if sp.issparse(unit) else unit
     for group in tqdm(np.unique(groups), desc="near-duplicates", leave=False):
         rows = np.flatnonzero((groups == group) & ~exact_drop)

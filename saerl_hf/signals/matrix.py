@@ -1,13 +1,14 @@
-"""Feature matrices for the signal models: sparse SAE features (CSR) or the dense mean-pooled baseline.
+"""Feature matrices for the signal models, for each feature set: ``sae`` (sparse SAE features, CSR), ``dense_mean``
+(the dense mean-pooled residual; ``dense`` is accepted as its name) or ``sae+dense`` (the hybrid: both blocks side
+by side, SAE block first).
 
 All signal models share one preprocessing (``log1p`` of SAE activations, optional per-column scaling), kept
-here so fit-time and apply-time inputs are built by the same code.
+here so fit-time and apply-time inputs are built by the same code. In the hybrid the SAE block takes the
+model's ``scaling``, the dense block is standardised, and each block is then divided by its root mean squared
+row norm on the fitting rows, so both weigh the same whatever their widths (4,096 latents vs 576 dimensions).
 """
 
 from __future__ import annotations
-
-import logging
-import warnings
 
 import numpy as np
 from scipy import sparse as sp
@@ -21,41 +22,82 @@ from saerl_hf.sparse import (
     to_csr,
 )
 
-logger = logging.getLogger(__name__)
-
 SAE = "sae"
 DENSE = "dense_mean"
+HYBRID = "sae+dense"
+FEATURE_SETS = (SAE, DENSE, HYBRID)
+FEATURE_ALIASES = {"dense": DENSE}
 SCALINGS = ("log1p", "log1p_std", "std", "none")
 # What identifies the dense feature space (no SAE involved).
 DENSE_IDENTITY_KEYS = ("model", "layer", "hook", "d_in", "pooling")
 
 
+def feature_set(name: str) -> str:
+    """The canonical name of a feature set (``dense`` -> ``dense_mean``); anything else raises naming the options."""
+    name = FEATURE_ALIASES.get(name, name)
+    if name not in FEATURE_SETS:
+        raise ValueError(f"features must be one of sae | dense | sae+dense, got {name!r}.")
+    return name
+
+
 def require_source(dataset, features: str) -> None:
     """Raise a clear error when ``dataset`` lacks the columns ``features`` needs."""
-    if features == SAE:
+    features = feature_set(features)
+    if features in (SAE, HYBRID):
         require_features(dataset)
-    elif features == DENSE:
-        if DENSE not in dataset.column_names:
-            raise MissingFeaturesError(
-                f"The dataset has no '{DENSE}' column. Fix: featurize it with the dense baseline enabled "
-                f"(featurize config `dense_mean=True`)."
-            )
-    else:
-        raise ValueError(f"features must be '{SAE}' or '{DENSE}', got {features!r}.")
+    if features in (DENSE, HYBRID) and DENSE not in dataset.column_names:
+        raise MissingFeaturesError(
+            f"The dataset has no '{DENSE}' column, which the '{features}' features need. Fix: featurize it with "
+            f"the dense block (featurize config `features: {features if features == HYBRID else 'dense'}` or "
+            f"`dense: true`), or use features='sae'."
+        )
+
+
+def sae_width(dataset) -> int | None:
+    """Width of the SAE index space: ``n_features`` (``2 * d_sae`` under mean+max pooling), else ``d_sae``
+    (None without provenance: then the largest index decides)."""
+    provenance = feature_provenance(dataset)
+    width = provenance.get("n_features") or provenance.get("d_sae")
+    return int(width) if width is not None else None
 
 
 def dataset_matrix(dataset, features: str = SAE, width: int | None = None):
-    """(rows, width) matrix: CSR float32 for SAE features, dense float64 for ``dense_mean``."""
+    """(rows, width) matrix: CSR float32 for SAE features, dense float64 for ``dense_mean``, and for the
+    hybrid a CSR matrix whose dense block is stored entry by entry (so its centring stays exact)."""
+    features = feature_set(features)
     require_source(dataset, features)
-    if features == SAE:
-        matrix = to_csr(dataset, width=width)
-        if matrix.nnz and int(matrix.indices.max()) >= matrix.shape[1]:
-            raise MissingFeaturesError(
-                f"Feature index {int(matrix.indices.max())} >= width {matrix.shape[1]}: the features come from a "
-                f"wider SAE than the model expects. Fix: featurize with the SAE the model was fitted on."
-            )
-        return matrix
-    return np.asarray(dataset.with_format("numpy")[DENSE], dtype=np.float64)
+    if features == DENSE:
+        return np.asarray(dataset.with_format("numpy")[DENSE], dtype=np.float64)
+    dense = np.asarray(dataset.with_format("numpy")[DENSE], dtype=np.float64) if features == HYBRID else None
+    if width is None:
+        width = sae_width(dataset)
+    elif dense is not None:
+        width -= dense.shape[1]
+    matrix = to_csr(dataset, width=width)
+    if matrix.nnz and int(matrix.indices.max()) >= matrix.shape[1]:
+        raise MissingFeaturesError(
+            f"Feature index {int(matrix.indices.max())} >= width {matrix.shape[1]}: the features come from a "
+            f"wider SAE than the model expects. Fix: featurize with the SAE the model was fitted on."
+        )
+    return matrix if dense is None else hstack_explicit(matrix, dense)
+
+
+def hstack_explicit(sae_block, dense: np.ndarray):
+    """``[sae_block | dense]`` as CSR float64 with every dense entry stored (zeros too)."""
+    sae_block = sae_block.tocsr()
+    n, d = dense.shape
+    split = sae_block.shape[1]
+    sae_counts = np.diff(sae_block.indptr)
+    indptr = np.concatenate([[0], np.cumsum(sae_counts + d)]).astype(np.int64)
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)
+    data = np.empty(int(indptr[-1]), dtype=np.float64)
+    rows = np.repeat(np.arange(n), sae_counts)
+    at = indptr[:-1][rows] + (np.arange(sae_block.nnz) - sae_block.indptr[:-1][rows])
+    indices[at], data[at] = sae_block.indices, sae_block.data
+    dense_at = ((indptr[:-1] + sae_counts)[:, None] + np.arange(d)).ravel()
+    indices[dense_at] = np.tile(np.arange(split, split + d, dtype=np.int32), n)
+    data[dense_at] = dense.ravel()
+    return sp.csr_matrix((data, indices, indptr), shape=(n, split + d))
 
 
 def batch_matrix(batch: dict, features: str, width: int, indices=None):
@@ -64,14 +106,12 @@ def batch_matrix(batch: dict, features: str, width: int, indices=None):
     Bad rows (misaligned ``sae_idx``/``sae_val``, out-of-range indices, NaN/inf) raise naming the row:
     its dataset index when ``indices`` (``map(with_indices=True)``) is given, else its place in the batch.
     """
+    features = feature_set(features)
+    if features == HYBRID:
+        dense = _batch_dense(batch, len(batch[DENSE][0]) if batch[DENSE] else 0, indices)
+        return hstack_explicit(batch_matrix(batch, SAE, width - dense.shape[1], indices), dense)
     if features == DENSE:
-        dense = np.asarray(batch[DENSE], dtype=np.float64).reshape(len(batch[DENSE]), width)
-        finite = np.isfinite(dense).all(axis=1)
-        if not finite.all():
-            r = int(np.flatnonzero(~finite)[0])
-            raise InvalidFeaturesError(f"row {indices[r] if indices is not None else r}: '{DENSE}' holds NaN/inf. "
-                                       f"Fix: re-featurize the dataset with the dense baseline (float32 model).")
-        return dense
+        return _batch_dense(batch, width, indices)
     idx_rows, val_rows = batch["sae_idx"], batch["sae_val"]
     lengths = np.fromiter((len(r) for r in idx_rows), dtype=np.int64, count=len(idx_rows))
     val_lengths = np.fromiter((len(r) for r in val_rows), dtype=np.int64, count=len(val_rows))
@@ -83,27 +123,43 @@ def batch_matrix(batch: dict, features: str, width: int, indices=None):
     return sp.csr_matrix((values, flat_idx.astype(np.int32), indptr), shape=(len(idx_rows), width))
 
 
-def log1p(matrix):
-    """log1p of activations (SAE activations are heavy-tailed; raw magnitudes let a few features dominate)."""
+def _batch_dense(batch: dict, width: int, indices) -> np.ndarray:
+    dense = np.asarray(batch[DENSE], dtype=np.float64).reshape(len(batch[DENSE]), width)
+    finite = np.isfinite(dense).all(axis=1)
+    if not finite.all():
+        r = int(np.flatnonzero(~finite)[0])
+        raise InvalidFeaturesError(f"row {indices[r] if indices is not None else r}: '{DENSE}' holds NaN/inf. "
+                                   f"Fix: re-featurize the dataset with the dense baseline (float32 model).")
+    return dense
+
+
+def log1p(matrix, split: int | None = None):
+    """log1p of activations (SAE activations are heavy-tailed; raw magnitudes let a few features dominate);
+    with ``split`` only the columns before it (the SAE block of the hybrid) are transformed."""
     if sp.issparse(matrix):
         out = matrix.astype(np.float64).tocsr(copy=True)
-        out.data = np.log1p(np.maximum(out.data, 0.0))
+        mask = slice(None) if split is None else out.indices < split
+        out.data[mask] = np.log1p(np.maximum(out.data[mask], 0.0))
         return out
     return np.log1p(np.maximum(np.asarray(matrix, dtype=np.float64), 0.0))
 
 
-def transform(matrix, scaling: str):
-    """Apply the fixed (non-fitted) part of the preprocessing: log1p for the log scalings, float64 always."""
+def transform(matrix, scaling: str, split: int | None = None):
+    """Apply the fixed (non-fitted) part of the preprocessing: log1p for the log scalings, float64 always.
+    ``split``: the hybrid's SAE block width (the dense block after it is never log-transformed)."""
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}.")
     if scaling.startswith("log1p"):
-        return log1p(matrix)
+        return log1p(matrix, split)
     return matrix.astype(np.float64) if sp.issparse(matrix) else np.asarray(matrix, dtype=np.float64)
 
 
-def fit_scaler(matrix, scaling: str) -> tuple[np.ndarray, np.ndarray]:
+def fit_scaler(matrix, scaling: str, split: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(center, scale) per column, from ``sklearn.preprocessing.StandardScaler`` for the ``std`` scalings
-    (constant columns get scale 1). Sparse input is never centred (it would densify it)."""
+    (constant columns get scale 1). Sparse input is never centred (it would densify it). With ``split`` (the
+    hybrid) the blocks are scaled apart: see the module docstring."""
+    if split is not None:
+        return _hybrid_scaler(matrix, scaling, split)
     width = matrix.shape[1]
     if scaling not in ("log1p_std", "std"):
         return np.zeros(width), np.ones(width)
@@ -114,9 +170,24 @@ def fit_scaler(matrix, scaling: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(center, np.float64), np.asarray(scaler.scale_, np.float64)
 
 
+def _hybrid_scaler(matrix, scaling: str, split: int) -> tuple[np.ndarray, np.ndarray]:
+    matrix = sp.csr_matrix(matrix)
+    sae_block, dense = matrix[:, :split], matrix[:, split:].toarray()
+    sae_center, sae_scale = fit_scaler(sae_block, scaling)
+    dense_center, dense_scale = fit_scaler(dense, "std")
+    sae_norm = float(np.sqrt(sae_block.multiply(1.0 / sae_scale).power(2).sum() / max(matrix.shape[0], 1)))
+    dense_norm = float(np.sqrt((((dense - dense_center) / dense_scale) ** 2).sum(axis=1).mean()))
+    return (np.r_[sae_center, dense_center],
+            np.r_[sae_scale * (sae_norm or 1.0), dense_scale * (dense_norm or 1.0)])
+
+
 def apply_scaler(matrix, center: np.ndarray, scale: np.ndarray):
+    """``(X - center) / scale``; on sparse X only the stored entries move (the hybrid stores its whole dense
+    block, the only place a sparse matrix has a non-zero center)."""
     if sp.issparse(matrix):
-        return matrix.multiply(1.0 / scale).tocsr()
+        out = matrix.astype(np.float64).tocsr(copy=True)
+        out.data = (out.data - center[out.indices]) / scale[out.indices]
+        return out
     return (matrix - center) / scale
 
 
@@ -124,47 +195,6 @@ def linear_scores(matrix, coef: np.ndarray, intercept: float, center: np.ndarray
     """``((X - center) / scale) @ coef + intercept`` without densifying sparse X (float64, deterministic)."""
     folded = coef / scale
     return np.asarray(matrix @ folded).ravel() + (float(intercept) - float(center @ folded))
-
-
-def identity_for(dataset, features: str) -> dict:
-    """The feature-space identity a model fitted on ``dataset`` must record."""
-    from saerl_hf.signals.persistence import sae_identity
-
-    if features == SAE:
-        return sae_identity(dataset)
-    provenance = feature_provenance(dataset) if "sae_idx" in dataset.column_names else {}
-    identity = {key: provenance.get(key) for key in DENSE_IDENTITY_KEYS}
-    identity["features"] = DENSE
-    return identity
-
-
-def matrix_width(dataset, features: str) -> int:
-    if features == SAE:
-        from saerl_hf.signals.persistence import sae_identity
-
-        return sae_identity(dataset)["d_sae"]
-    first = dataset[0][DENSE]
-    return len(first)
-
-
-class LinearSignalMap:
-    """Picklable ``datasets.map`` function (batched) adding one linear-model column.
-
-    It holds only numpy arrays and strings, so ``datasets`` can hash it and multiprocessing can ship it.
-    """
-
-    def __init__(self, column: str, coef, intercept: float, center, scale, scaling: str, features: str,
-                 link: str = "identity"):
-        self.column, self.coef, self.intercept = column, np.asarray(coef, np.float64), float(intercept)
-        self.center, self.scale = np.asarray(center, np.float64), np.asarray(scale, np.float64)
-        self.scaling, self.features, self.link = scaling, features, link
-
-    def scores(self, matrix) -> np.ndarray:
-        raw = linear_scores(transform(matrix, self.scaling), self.coef, self.intercept, self.center, self.scale)
-        return sigmoid(raw) if self.link == "sigmoid" else raw
-
-    def __call__(self, batch: dict, indices=None) -> dict:
-        return {self.column: self.scores(batch_matrix(batch, self.features, self.coef.shape[0], indices)).tolist()}
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -176,178 +206,33 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
-class LinearProbe:
-    """Shared machinery of the linear signal models (difficulty regressor, quality classifier).
+def identity_for(dataset, features: str) -> dict:
+    """The feature-space identity a model fitted on ``dataset`` must record (``features`` names the set)."""
+    from saerl_hf.signals.persistence import sae_identity
 
-    Subclasses set ``KIND``, ``LINK``, ``CONFIG`` and implement ``fit``; this base holds the fitted arrays,
-    checks the feature space, predicts, maps and saves/loads exactly (float64 arrays in safetensors).
-    """
-
-    KIND = "linear"
-    LINK = "identity"
-    CONFIG: type = object
-
-    def __init__(self, config=None):
-        self.config = config if config is not None else self.CONFIG()
-        self.coef: np.ndarray | None = None
-        self.intercept: float = 0.0
-        self.center: np.ndarray | None = None
-        self.scale: np.ndarray | None = None
-        self.identity: dict = {}
-        self.metrics: dict = {}
-
-    # ------------------------------------------------------------------ fitted state
-    @property
-    def is_fitted(self) -> bool:
-        return self.coef is not None
-
-    def _require_fitted(self):
-        if not self.is_fitted:
-            raise RuntimeError(f"The {self.KIND} model is not fitted. Fix: call .fit(dataset) or .load(dir) first.")
-
-    @property
-    def width(self) -> int:
-        self._require_fitted()
-        return int(self.coef.shape[0])
-
-    def _set(self, coef, intercept, center, scale, identity):
-        self.coef = np.asarray(coef, np.float64)
-        self.intercept = float(intercept)
-        self.center, self.scale = np.asarray(center, np.float64), np.asarray(scale, np.float64)
-        self.identity = dict(identity)
-
-    def _design(self, dataset):
-        """Raw feature matrix of ``dataset`` after the SAE-identity and width checks."""
-        from saerl_hf.signals.persistence import check_identity, check_width
-
-        features = self.config.features
-        require_source(dataset, features)
-        check_identity(self.identity, identity_for(dataset, features), f"{self.KIND} model")
-        matrix = dataset_matrix(dataset, features, width=self.width if features == SAE else None)
-        check_width(self.width, matrix, f"{self.KIND} model")
-        return matrix
-
-    # ------------------------------------------------------------------ use
-    def map_function(self) -> LinearSignalMap:
-        self._require_fitted()
-        return LinearSignalMap(self.config.output_column, self.coef, self.intercept, self.center, self.scale,
-                               self.config.scaling, self.config.features, self.LINK)
-
-    def predict(self, dataset) -> np.ndarray:
-        """Scores of every row (float64)."""
-        self._require_fitted()
-        return self.map_function().scores(self._design(dataset))
-
-    def fingerprint(self) -> str:
-        from saerl_hf.signals.persistence import fingerprint_of
-
-        self._require_fitted()
-        return fingerprint_of(self.KIND, self.config.output_column, self.config.scaling, self.config.features,
-                              self.coef, self.center, self.scale, repr(self.intercept))
-
-    def apply(self, dataset, batch_size: int = 1000, **map_kwargs):
-        """``dataset`` with the output column added; the ``datasets`` fingerprint depends only on the
-        input fingerprint and this fitted model, so re-applying hits the cache."""
-        from saerl_hf.signals.persistence import fingerprint_of
-        from saerl_hf.sparse import write_provenance
-
-        self._design(dataset.select(range(min(1, len(dataset)))))  # fail early, before any mapping
-        function = self.map_function()
-        out = dataset.map(
-            function, batched=True, batch_size=batch_size, with_indices=True,
-            new_fingerprint=fingerprint_of(dataset._fingerprint, self.fingerprint()),
-            desc=f"{self.KIND} -> {self.config.output_column}", **map_kwargs,
-        )
-        return write_provenance(out, {"model_fingerprint": self.fingerprint(), "column": self.config.output_column,
-                                      "metrics": self.metrics}, key=self.KIND)
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, directory):
-        from dataclasses import asdict
-
-        from saerl_hf.signals.persistence import save_model
-
-        self._require_fitted()
-        return save_model(
-            directory, self.KIND,
-            {"coef": self.coef, "intercept": np.array([self.intercept]), "center": self.center, "scale": self.scale},
-            {"config": asdict(self.config), "identity": self.identity, "feature_width": self.width,
-             "metrics": self.metrics, "link": self.LINK},
-        )
-
-    @classmethod
-    def load(cls, directory):
-        from saerl_hf.signals.persistence import load_model
-
-        arrays, payload = load_model(directory, cls.KIND, config_keys=("config", "identity"),
-                                     array_keys=("coef", "intercept", "center", "scale"))
-        shapes = {key: arrays[key].shape for key in ("coef", "center", "scale")}
-        if len({shape for shape in shapes.values()}) != 1 or len(shapes["coef"]) != 1 or arrays["intercept"].size != 1:
-            from saerl_hf.signals.persistence import ProbeLoadError
-
-            raise ProbeLoadError(f"'{directory}': the saved arrays do not fit together ({shapes}, intercept "
-                                 f"{arrays['intercept'].shape}). Fix: refit and save the {cls.KIND} model again.")
-        config = _config_from_dict(cls.CONFIG, payload["config"])
-        probe = cls(config)
-        probe._set(arrays["coef"], arrays["intercept"][0], arrays["center"], arrays["scale"], payload["identity"])
-        probe.metrics = payload.get("metrics", {})
-        return probe
+    features = feature_set(features)
+    if features == DENSE:
+        provenance = feature_provenance(dataset) if "sae_idx" in dataset.column_names else {}
+        identity = {key: provenance.get(key) for key in DENSE_IDENTITY_KEYS}
+    else:
+        identity = sae_identity(dataset)
+        identity["n_features"] = sae_width(dataset)
+        if features == HYBRID:
+            identity["d_in"] = identity.get("d_in") or len(dataset[0][DENSE])
+    identity["features"] = features
+    return identity
 
 
-def fit_counting_convergence(fit, what: str, fix: str) -> int:
-    """Run ``fit()``; sklearn's ``ConvergenceWarning``s (one per CV fit) are counted and logged as one
-    warning naming ``what`` and the ``fix``; any other warning is passed on. Returns the count."""
-    from sklearn.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        fit()
-    convergence = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
-    for other in (w for w in caught if not issubclass(w.category, ConvergenceWarning)):
-        warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
-    if convergence:
-        logger.warning("%s: %d fit(s) did not converge (first: %s). %s", what, len(convergence),
-                       " ".join(str(convergence[0].message).split()), fix)
-    return len(convergence)
+def block_split(features: str, identity: dict) -> int | None:
+    """Width of the SAE block of a hybrid model (None for the single-block feature sets)."""
+    if feature_set(features) != HYBRID:
+        return None
+    return int(identity.get("n_features") or identity["d_sae"])
 
 
-def _config_from_dict(config_cls, values: dict):
-    """Rebuild a config dataclass from JSON (lists back to tuples where the field default is a tuple)."""
-    from dataclasses import MISSING, fields
-
-    kwargs = {}
-    for field in fields(config_cls):
-        if field.name not in values:
-            continue
-        value = values[field.name]
-        default = field.default if field.default is not MISSING else None
-        if isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        kwargs[field.name] = value
-    return config_cls(**kwargs)
-
-
-def numeric_labels(dataset, column: str) -> np.ndarray:
-    """``column`` as float64 with NaN for None/NaN; non-numeric values raise naming the row."""
-    from saerl_hf.signals.persistence import SignalLabelError
-
-    if column not in dataset.column_names:
-        raise SignalLabelError(
-            f"The dataset has no label column '{column}' (columns: {', '.join(dataset.column_names)}). "
-            f"Fix: pass label_column= one of them, e.g. 'level' for MATH or 'pass_rate' from the pass-rate labeller."
-        )
-    out = np.empty(len(dataset), dtype=np.float64)
-    for row, value in enumerate(dataset[column]):
-        if value is None:
-            out[row] = np.nan
-            continue
-        if isinstance(value, bool):
-            value = float(value)
-        try:
-            out[row] = float(value)
-        except (TypeError, ValueError):
-            raise SignalLabelError(
-                f"Row {row}: label column '{column}' holds {value!r}, which is not a number. Fix: convert the "
-                f"column to numbers (None/NaN rows are skipped and counted)."
-            ) from None
-    return out
+def matrix_width(dataset, features: str) -> int:
+    features = feature_set(features)
+    if features == SAE:
+        return sae_width(dataset)
+    dense_width = len(dataset[0][DENSE])
+    return dense_width + (sae_width(dataset) if features == HYBRID else 0)

@@ -1,8 +1,8 @@
 """Save/load fitted signal models as safetensors (arrays) + JSON (everything else); never pickle.
 
 A probe is only meaningful on features of the SAE it was fitted on, so every saved model carries the SAE
-identity (hash, width, reader model, layer, hook, pooling) and every ``apply`` checks it against the
-dataset's featurization provenance.
+identity (hash, width, reader model, layer, hook, pooling) and the feature set it was fitted on (``sae``,
+``dense_mean`` or ``sae+dense``), and every ``apply`` checks them against the dataset's featurization provenance.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ FORMAT_VERSION = 1
 # Provenance keys that identify the feature space; a mismatch in any of them makes a probe meaningless.
 # (The SAE's location, ``sae``, is recorded too but not compared: a moved SAE has the same hash.)
 IDENTITY_KEYS = ("sae_hash", "d_sae", "model", "layer", "hook", "pooling")
-RECORDED_KEYS = ("sae", "top_k", "prompt_format", "d_in")
+RECORDED_KEYS = ("sae", "top_k", "prompt_format", "d_in", "n_features")
 
 
 class SAEMismatchError(ValueError):
     """A fitted signal model met features from another SAE, width or pooling."""
+
+
+class FeatureSetMismatchError(SAEMismatchError):
+    """A fitted signal model asked to score another feature set (sae / dense / sae+dense) than it was fitted on."""
 
 
 class SignalLabelError(ValueError):
@@ -76,7 +80,7 @@ def check_identity(expected: dict, found: dict, what: str) -> None:
     diffs = [
         f"{key}: fitted on {expected.get(key)!r}, dataset has {found.get(key)!r}"
         for key in sorted(set(expected) | set(found))
-        if key in IDENTITY_KEYS + ("features", "d_in")
+        if key in IDENTITY_KEYS + ("features", "d_in", "n_features")
         and expected.get(key) is not None and found.get(key) is not None and expected.get(key) != found.get(key)
     ]
     if diffs:
@@ -84,6 +88,18 @@ def check_identity(expected: dict, found: dict, what: str) -> None:
             f"The {what} was fitted on features of another SAE or feature space: " + "; ".join(diffs)
             + ". Fix: featurize the dataset with the SAE the model was fitted on, or refit the model on "
             "these features."
+        )
+
+
+def check_feature_set(fitted: str, requested: str, what: str) -> None:
+    """Raise ``FeatureSetMismatchError`` when ``requested`` is not the feature set the model was fitted on."""
+    from saerl_hf.signals.matrix import feature_set
+
+    if feature_set(requested) != feature_set(fitted):
+        raise FeatureSetMismatchError(
+            f"The {what} was fitted on '{feature_set(fitted)}' features, not '{feature_set(requested)}'. Fix: refit "
+            f"it with features='{feature_set(requested)}' (the probe config's `features`, or curate's `features:`), "
+            f"or score with features='{feature_set(fitted)}'."
         )
 
 

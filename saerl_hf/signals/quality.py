@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse as sp
 
+from saerl_hf.signals.linear import LinearProbe, fit_counting_convergence, numeric_labels
 from saerl_hf.signals.matrix import (
+    DENSE,
     SAE,
-    LinearProbe,
     apply_scaler,
+    block_split,
     dataset_matrix,
-    fit_counting_convergence,
+    feature_set,
     fit_scaler,
     identity_for,
     linear_scores,
-    numeric_labels,
     require_source,
     sigmoid,
     transform,
@@ -37,7 +38,9 @@ class QualityConfig:
     """How the quality probe is fitted."""
 
     label_column: str = field(default="is_clean", metadata={"help": "1 = target-distribution prompt, 0 = noisy."})
-    features: str = field(default=SAE, metadata={"help": "'sae' (sparse features) or 'dense_mean' (baseline)."})
+    features: str = field(default=SAE, metadata={"help": "Feature set: 'sae' (sparse SAE features), 'dense' (the "
+                                                          "mean residual, alias of 'dense_mean') or 'sae+dense' "
+                                                          "(both blocks, each scaled to equal weight)."})
     scaling: str = field(default="log1p", metadata={"help": "log1p | log1p_std | std | none."})
     Cs: int = field(default=8, metadata={"help": "Inverse regularisation strengths tried by CV (log grid)."})
     cv: int = field(default=5, metadata={"help": "Cross-validation folds for C."})
@@ -45,6 +48,9 @@ class QualityConfig:
     max_iter: int = field(default=2000, metadata={"help": "Solver iterations."})
     seed: int = field(default=0, metadata={"help": "Seed of the CV split."})
     output_column: str = field(default="quality", metadata={"help": "Column added by apply(): P(clean)."})
+
+    def __post_init__(self):
+        self.features = feature_set(self.features)
 
 
 class QualityProbe(LinearProbe):
@@ -66,7 +72,7 @@ class QualityProbe(LinearProbe):
             labels = numeric_labels(dataset, config.label_column)
         else:
             check_identity(identity, identity_for(negatives, config.features), "negatives of the quality probe")
-            neg = dataset_matrix(negatives, config.features, width=matrix.shape[1] if config.features == SAE else None)
+            neg = dataset_matrix(negatives, config.features, width=None if config.features == DENSE else matrix.shape[1])
             matrix = sp.vstack([matrix, neg]).tocsr() if sp.issparse(matrix) else np.vstack([matrix, neg])
             labels = np.r_[np.ones(len(dataset)), np.zeros(len(negatives))]
         keep = np.flatnonzero(np.isfinite(labels))
@@ -83,15 +89,17 @@ class QualityProbe(LinearProbe):
                 f"{counts[0]} noisy ({n_excluded} unlabelled). Fix: add negatives with "
                 f"`corruptions.make_quality_dataset` or lower min_per_class."
             )
-        return self._fit_arrays(transform(matrix, config.scaling)[keep], y, identity, len(labels), n_excluded)
+        split = block_split(config.features, identity)
+        return self._fit_arrays(transform(matrix, config.scaling, split)[keep], y, identity, len(labels), n_excluded,
+                                split)
 
-    def _fit_arrays(self, matrix, y, identity, n_rows, n_excluded):
+    def _fit_arrays(self, matrix, y, identity, n_rows, n_excluded, split=None):
         from sklearn.linear_model import LogisticRegressionCV
         from sklearn.metrics import roc_auc_score
         from sklearn.model_selection import StratifiedKFold
 
         config = self.config
-        center, scale = fit_scaler(matrix, config.scaling)
+        center, scale = fit_scaler(matrix, config.scaling, split)
         start = time.perf_counter()
         classifier = LogisticRegressionCV(
             Cs=config.Cs, cv=StratifiedKFold(config.cv, shuffle=True, random_state=config.seed),
