@@ -10,6 +10,9 @@ same dataset (see ``summary.json``'s ``content_hash``). The output dir is the cu
     <output_dir>/probes/           difficulty/ quality/ clusters/ (safetensors + JSON)
     <output_dir>/summary.json      counts kept/dropped per reason, signal metrics, timings, order, command
     <output_dir>/provenance.json   reader model, SAE identity + hash, layer, pooling, k, library versions
+
+Data-parallel on GPUs (or CPU processes, gloo): ``accelerate launch --num_processes N -m saerl_hf.cli curate
+--config ...``; each rank featurizes its share of the chunks, rank 0 does the rest (:mod:`saerl_hf.distributed`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from saerl_hf.pool import (  # noqa: F401  (re-exported: the pool stages live in pool.py)
+    featurize_config,
+    featurize_pool_stages,
+    featurize_quality_set,
+    fill_levels,
+    inject_noise,
+    load_pool,
+    sources_with_licenses,
+    split_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +80,11 @@ class CurateConfig:
     reader_dtype: str = field(default="float32", metadata={
         "help": "Reader dtype for featurizing: float32, bfloat16, or auto (bfloat16 where the CPU/GPU computes it "
                 "natively: 2.6x faster on an AVX512-BF16 CPU, pooled features at cosine 0.998 to float32's)."})
-    chunk_size: int = field(default=1000, metadata={"help": "Rows per resumable featurize chunk."})
+    chunk_size: int = field(default=1000, metadata={"help": "Rows per resumable featurize chunk (the unit the ranks "
+                                                             "of `accelerate launch` share out)."})
+    featurize_num_proc: int | None = field(default=None, metadata={
+        "help": "`Dataset.map` processes inside each featurize chunk (with_rank: process r reads on cuda:r when "
+                "there are GPUs); for several GPUs prefer `accelerate launch`."})
     # difficulty
     difficulty_label: str = field(default="level", metadata={
         "help": "Numeric label column for the difficulty proxy ('level' or 'pass_rate')."})
@@ -148,99 +166,9 @@ class CurateConfig:
 # ----------------------------------------------------------------------------------------------- stages
 
 
-def _split_source(spec: str) -> tuple[str, str | None, int | None]:
-    """``name[:split][@limit]`` -> (name, split, limit); e.g. ``gsm8k:train@500``."""
-    from saerl_hf.data import BENCHMARKS
-
-    limit = None
-    head, at, tail = spec.rpartition("@")
-    if at and tail.isdigit():
-        spec, limit = head, int(tail)
-    name, sep, split = spec.rpartition(":")
-    if sep and name in BENCHMARKS:
-        return name, split, limit
-    return spec, None, limit
-
-
-def load_pool(config: CurateConfig):
-    """Concatenate the sources; set aside the holdout; return (pool, holdout, clean_for_quality)."""
-    from datasets import concatenate_datasets
-
-    from saerl_hf.data import load_math_dataset
-
-    pools, holdouts = [], []
-    for spec in config.sources:
-        name, split, source_limit = _split_source(spec)
-        ds = load_math_dataset(name, split=split, data_dir=config.data_dir, columns=config.column_map() or None)
-        ds = ds.shuffle(seed=config.seed).flatten_indices()
-        if config.holdout_per_source:
-            n_hold = min(config.holdout_per_source, len(ds) // 2)
-            holdouts.append(ds.select(range(n_hold)))
-            ds = ds.select(range(n_hold, len(ds)))
-        limit = source_limit if source_limit is not None else config.limit_per_source
-        if limit is not None:
-            ds = ds.select(range(min(limit, len(ds))))
-        pools.append(ds)
-    pool = concatenate_datasets(pools).flatten_indices()
-    holdout = concatenate_datasets(holdouts).flatten_indices() if holdouts else None
-    return pool, holdout
-
-
-def inject_noise(pool, share: float, seed: int):
-    """Add ``share`` low-quality rows (corrupted copies of pool problems, off-domain text) as source 'noise'."""
-    from datasets import Dataset, concatenate_datasets
-
-    from saerl_hf.signals.corruptions import make_quality_dataset
-
-    if share <= 0:
-        return pool
-    n_noise = int(round(share / (1 - share) * len(pool)))
-    made = make_quality_dataset(pool, seed=seed + 7919, negatives_per_clean=n_noise / len(pool))
-    noise = made.filter(lambda row: row["is_clean"] == 0)
-    rows = {
-        "id": [f"noise/{i}" for i in range(len(noise))],
-        "problem": noise["problem"],
-        "answer": [str(a) if a is not None else "0" for a in noise["answer"]],
-        "solution": [None] * len(noise),
-        "source": ["noise"] * len(noise),
-        "subject": noise["corruption"],
-        "level": [None] * len(noise),
-    }
-    noise_ds = Dataset.from_dict(rows, features=pool.features)
-    merged = concatenate_datasets([pool, noise_ds]).shuffle(seed=seed).flatten_indices()
-    return merged
-
-
-def fill_levels(dataset, config: CurateConfig):
-    """Rows without a label get their source's level from ``source_levels`` (source/subject wins)."""
-    levels = config.level_map()
-    if not levels or config.difficulty_label != "level":
-        return dataset
-
-    def fill(batch):
-        out = []
-        for level, source, subject in zip(batch["level"], batch["source"], batch["subject"]):
-            if level is None:
-                level = levels.get(f"{source}/{subject}", levels.get(source))
-            out.append(level)
-        return {"level": out}
-
-    return dataset.map(fill, batched=True, desc="source levels")
-
-
-def featurize_config(config: CurateConfig, cache: Path):
-    from saerl_hf.features import FeaturizeConfig
-
-    return FeaturizeConfig(
-        model=config.model, sae=config.sae, sae_width=config.sae_width, sae_k=config.sae_k, layer=config.layer,
-        pooling=config.pooling, top_k=config.top_k, max_length=config.max_length,
-        batch_size=config.featurize_batch_size, map_batch_size=config.chunk_size, cache_dir=str(cache),
-        dtype=config.reader_dtype,
-    )
-
-
 def label_subset(pool, config: CurateConfig, stage_dir: Path, timings: dict):
     """The small labelled subset the difficulty proxy is fitted on (pass rates sampled here if asked)."""
+    from saerl_hf.curriculum import _column
     from saerl_hf.stages import run_dataset_stage
 
     label = config.difficulty_label
@@ -258,97 +186,19 @@ def label_subset(pool, config: CurateConfig, stage_dir: Path, timings: dict):
     if label not in pool.column_names:
         raise CurateError(f"difficulty_label '{label}' is not a column of the pool ({', '.join(pool.column_names)}). "
                           f"Fix: use 'level' (with source_levels for unlabelled sources) or 'pass_rate'.")
-    values = np.array([np.nan if v is None else float(v) for v in pool[label]], dtype=np.float64)
+    values = np.array([np.nan if v is None else float(v) for v in _column(pool, label)], dtype=np.float64)
     labelled = np.flatnonzero(np.isfinite(values))
     rng = np.random.default_rng(config.seed)
     take = np.sort(rng.permutation(labelled)[: config.difficulty_max_labels])
     return pool.select(take)
 
 
-def featurize_quality_set(quality_set, featurized_pool, stage_dir: Path, featurize_chunk, chunk_size: int):
-    """Features for the quality probe's set: its clean rows are pool rows, already featurized, so their features
-    are copied from the pool (the featurizer reads only the prompt up to the problem's end, so they are the same
-    features); only the generated corruptions run through the reader."""
-    from datasets import concatenate_datasets
+def _fit_probes(config: CurateConfig, out: Path, featurized, quality_set, timings: dict) -> dict:
+    """Difficulty / quality / cluster probes fitted and saved (safetensors + JSON) under ``<out>/probes``."""
+    from saerl_hf.signals import ClusterConfig, ClusterModel, DifficultyConfig, DifficultyProbe, QualityProbe
+    from saerl_hf.stages import run_dir_stage
 
-    from saerl_hf.stages import chunked_map
-
-    clean = np.flatnonzero(np.asarray(quality_set["is_clean"]) == 1)
-    corrupted = np.flatnonzero(np.asarray(quality_set["is_clean"]) != 1)
-    negatives = chunked_map(quality_set.select(corrupted), stage_dir, featurize_chunk, chunk_size,
-                            "featurize_quality", desc="featurize quality set (chunks)")
-    row_of = {pool_id: i for i, pool_id in enumerate(featurized_pool["id"])}
-    copied = featurized_pool.select([row_of[i] for i in quality_set.select(clean)["pool_id"]])
-    positives = quality_set.select(clean)
-    for column in ("sae_idx", "sae_val", "sae_l0"):
-        positives = positives.add_column(column, copied[column], feature=negatives.features[column])
-    merged = concatenate_datasets([positives, negatives])
-    merged.info.description = negatives.info.description  # the featurize provenance
-    return merged
-
-
-def run_curate(config: CurateConfig, command: str | None = None) -> dict:
-    """Run (or resume) every stage; returns the summary (also written to ``summary.json``)."""
-    from datasets import load_from_disk
-
-    from saerl_hf.curriculum import add_curriculum_rank, sort_by_curriculum, validate_alignment
-    from saerl_hf.features import featurize
-    from saerl_hf.signals import (
-        ClusterConfig,
-        ClusterModel,
-        DifficultyConfig,
-        DifficultyProbe,
-        QualityProbe,
-        deduplicate,
-        keep_by_quality,
-        make_quality_dataset,
-    )
-    from saerl_hf.sparse import read_provenance
-    from saerl_hf.stages import chunked_map, content_hash, run_dataset_stage, run_dir_stage
-
-    started = time.perf_counter()
-    out = Path(config.output_dir)
-    stages = out / "stages"
-    stages.mkdir(parents=True, exist_ok=True)
-    _check_config_unchanged(out, config)
-    timings: dict[str, float] = {}
-    fconf = featurize_config(config, stages / "featurize_cache")
-
-    # 1. load: pool + holdout; clean sample for the quality probe taken before any noise is injected
-    def build_pool():
-        pool, holdout = load_pool(config)
-        if holdout is not None:
-            holdout.save_to_disk(str(stages / "holdout_tmp"))
-        return pool
-
-    clean = run_dataset_stage(stages / "01_load", build_pool, "load", timings)
-    if (stages / "holdout_tmp").is_dir() and not (out / "holdout").is_dir():
-        shutil.copytree(stages / "holdout_tmp", out / "holdout")
-    pool = run_dataset_stage(stages / "02_noise", lambda: fill_levels(inject_noise(clean, config.inject_noise,
-                                                                                   config.seed), config),
-                             "inject_noise", timings)
-
-    # 2. featurize the pool and the quality probe's training set (clean sample + generated negatives)
-    t0 = time.perf_counter()
-    featurized = chunked_map(pool, stages / "03_featurize", lambda chunk: featurize(chunk, fconf),
-                             config.chunk_size, "featurize", desc="featurize pool (chunks)")
-    timings["featurize"] = round(time.perf_counter() - t0, 2)
-
-    def build_quality_set():
-        n = min(config.quality_train_size, len(clean))
-        sample = clean.select(np.sort(np.random.default_rng(config.seed + 1).permutation(len(clean))[:n]))
-        made = make_quality_dataset(sample, seed=config.seed + 1)
-        ids = sample["id"]
-        return made.add_column("pool_id", [ids[o] if c == 1 else None for o, c in zip(made["origin"], made["is_clean"])])
-
-    quality_set = run_dataset_stage(stages / "04_quality_set", build_quality_set, "quality_set", timings)
-    t0 = time.perf_counter()
-    quality_set = featurize_quality_set(quality_set, featurized, stages / "05_featurize_quality",
-                                        lambda chunk: featurize(chunk, fconf), config.chunk_size)
-    timings["featurize_quality"] = round(time.perf_counter() - t0, 2)
-
-    # 3. fit the probes (saved as safetensors + JSON) and apply them to the pool
-    probes = out / "probes"
+    stages, probes = out / "stages", out / "probes"
 
     def build_probes(tmp: Path) -> dict:
         labelled = label_subset(featurized, config, stages, timings)
@@ -368,6 +218,17 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
     if not (probes / "difficulty").is_dir():
         shutil.rmtree(probes, ignore_errors=True)
         shutil.copytree(stages / "06_probes", probes, ignore=shutil.ignore_patterns("_SAERL_*"))
+    return metrics
+
+
+def _score_and_filter(config: CurateConfig, out: Path, featurized, timings: dict):
+    """Apply the probes, then filter (quality, then duplicates), counting every drop: (filtered, counts)."""
+    import pyarrow.compute as pc
+
+    from saerl_hf.signals import ClusterModel, DifficultyProbe, QualityProbe, deduplicate, keep_by_quality
+    from saerl_hf.stages import run_dataset_stage
+
+    stages, probes = out / "stages", out / "probes"
 
     def build_signals():
         ds = DifficultyProbe.load(probes / "difficulty").apply(featurized)
@@ -375,13 +236,11 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
         return ClusterModel.load(probes / "clusters").apply(ds)
 
     scored = run_dataset_stage(stages / "07_signals", build_signals, "apply_signals", timings)
-
-    # 4. filter (quality, then duplicates), counting every drop
-    counts: dict = {"pool": len(scored), "by_source": _count(scored["source"])}
+    sources = scored.select_columns(["id", "source"]).with_format("arrow")[:]
+    counts: dict = {"pool": len(scored), "by_source": _count(sources["source"].to_pylist())}
 
     def build_filtered():
-        ds = scored
-        ds, qcounts = keep_by_quality(ds, threshold=config.quality_threshold,
+        ds, qcounts = keep_by_quality(scored, threshold=config.quality_threshold,
                                       top_fraction=config.quality_keep_fraction)
         dcounts = {"n_in": len(ds), "exact_duplicates": 0, "near_duplicates": 0, "n_kept": len(ds)}
         if config.dedup:
@@ -391,10 +250,18 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
 
     filtered = run_dataset_stage(stages / "08_filter", build_filtered, "filter", timings)
     counts.update(json.loads((stages / "filter_counts.json").read_text()))
-    kept_ids = set(filtered["id"])
-    counts["dropped_by_source"] = _count([s for s, i in zip(scored["source"], scored["id"]) if i not in kept_ids])
+    kept = pc.is_in(sources["id"], value_set=filtered.select_columns(["id"]).with_format("arrow")[:]["id"])
+    counts["dropped_by_source"] = _count(sources.filter(pc.invert(kept))["source"].to_pylist())
+    return filtered, counts
 
-    # 5. order
+
+def _order(config: CurateConfig, out: Path, filtered, timings: dict):
+    """Rank the kept rows (curriculum_rank + its recipe), save them in rank order to ``<out>/dataset``."""
+    from datasets import load_from_disk
+
+    from saerl_hf.curriculum import add_curriculum_rank, sort_by_curriculum, validate_alignment
+    from saerl_hf.stages import run_dataset_stage
+
     alignment = validate_alignment(len(filtered), config.prompts_per_batch)
 
     def build_ordered():
@@ -402,33 +269,59 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
                                  seed=config.seed)
         return sort_by_curriculum(ds)
 
-    ordered = run_dataset_stage(stages / "09_order", build_ordered, "order", timings)
+    ordered = run_dataset_stage(out / "stages" / "09_order", build_ordered, "order", timings)
     final = out / "dataset"
     if not (final / "dataset_info.json").is_file():
         tmp = out / "dataset.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         ordered.save_to_disk(str(tmp))
         tmp.replace(final)
-    ordered = load_from_disk(str(final))
-    counts["kept"] = len(ordered)
-    counts["kept_by_source"] = _count(ordered["source"])
+    return load_from_disk(str(final)), alignment
 
-    provenance = _provenance(config, read_provenance(ordered))
+
+def run_curate(config: CurateConfig, command: str | None = None) -> dict:
+    """Run (or resume) every stage; returns the summary (also written to ``summary.json``).
+
+    Under ``accelerate launch`` / ``torchrun`` every rank featurizes its share of the chunks and returns
+    ``{"rank": r, "worker": True}``; rank 0 fits the probes, filters, orders and writes the curated dir, which is
+    the one a single process writes (same ``content_hash``).
+    """
+    from datasets import load_from_disk
+
+    from saerl_hf.distributed import continue_alone, is_main, rank, world_size
+    from saerl_hf.sparse import read_provenance
+    from saerl_hf.stages import content_hash
+
+    started = time.perf_counter()
+    out = Path(config.output_dir)
+    (out / "stages").mkdir(parents=True, exist_ok=True)
+    _check_config_unchanged(out, config)
+    timings: dict[str, float] = {}
+    featurized, quality_set = featurize_pool_stages(config, out, timings)
+    if not is_main():
+        return {"rank": rank(), "worker": True}
+    if world_size() > 1:
+        continue_alone()  # the other ranks have left: the stages from here on are rank 0's alone
+    metrics = _fit_probes(config, out, featurized, quality_set, timings)
+    filtered, counts = _score_and_filter(config, out, featurized, timings)
+    ordered, alignment = _order(config, out, filtered, timings)
+    counts["kept"] = len(ordered)
+    counts["kept_by_source"] = _count(ordered.select_columns(["source"]).with_format("arrow")[:]["source"].to_pylist())
     summary = {
         "content_hash": content_hash(ordered),
         "rows": len(ordered),
         "counts": counts,
         "metrics": metrics,
         "order": {"mode": config.order, "mixing": config.mixing, "prompts_per_batch": config.prompts_per_batch,
-                  "seed": config.seed, "alignment": asdict(alignment) if hasattr(alignment, "__dataclass_fields__")
-                  else str(alignment)},
+                  "seed": config.seed, "alignment": asdict(alignment)},
         "timings_s": {**timings, "total_this_run": round(time.perf_counter() - started, 2)},
-        "sources": _sources_with_licenses(config.sources),
+        "sources": sources_with_licenses(config.sources),
         "config": asdict(config),
         "command": command,
         "holdout_rows": len(load_from_disk(str(out / "holdout"))) if (out / "holdout").is_dir() else 0,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    provenance = _provenance(config, read_provenance(ordered))
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str))
     if config.push_to_hub:
         from saerl_hf.hub import push_curated
@@ -448,6 +341,8 @@ def _count(values) -> dict:
 
 def _check_config_unchanged(out: Path, config: CurateConfig) -> None:
     """Resuming with different settings would mix stages of two runs: refuse, and say how to proceed."""
+    from saerl_hf.distributed import is_main
+
     path = out / "stages" / "config.json"
     current = {k: v for k, v in asdict(config).items() if k not in ("push_to_hub", "hub_revision", "create_pr")}
     if path.is_file():
@@ -461,8 +356,10 @@ def _check_config_unchanged(out: Path, config: CurateConfig) -> None:
                 f"{out} holds a curate run with other settings ({', '.join(changed)}). Fix: choose another "
                 f"--output_dir, or delete {out / 'stages'} to start over."
             )
-    else:
-        path.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
+    elif is_main():  # under a launcher the other ranks only read it
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
+        tmp.replace(path)
 
 
 def _provenance(config: CurateConfig, dataset_provenance: dict) -> dict:
@@ -486,18 +383,6 @@ def _provenance(config: CurateConfig, dataset_provenance: dict) -> dict:
     }
 
 
-def _sources_with_licenses(sources: list[str]) -> list[dict]:
-    from saerl_hf.data import BENCHMARKS
-
-    out = []
-    for spec in sources:
-        name, split, _ = _split_source(spec)
-        bench = BENCHMARKS.get(name)
-        out.append({"name": name, "split": split, "hub_id": bench.hub[0] if bench and bench.hub else None,
-                    "license": (bench.license if bench else "") or "see the source"})
-    return out
-
-
 def cli_main(argv: list[str]) -> int:
     """``saerl-hf curate --config recipes/<model>/curate/<name>.yaml [--field value ...]``."""
     from trl import TrlParser
@@ -510,6 +395,8 @@ def cli_main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     summary = run_curate(config, command=command)
+    if summary.get("worker"):  # another rank of a launch: its chunks are in, rank 0 reports
+        return 0
     print(json.dumps({k: summary[k] for k in ("rows", "content_hash", "timings_s")}, indent=2))
     print(f"curated dataset: {Path(config.output_dir) / 'dataset'}")
     return 0

@@ -16,15 +16,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from saerl_hf.data_rows import (  # noqa: F401  (DataError, read_jsonl and the schema are part of this API)
+    CANONICAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    CanonicalMap,
+    DataError,
+    canonical_part,
+    finish,
+    has_nulls,
+    read_arrow,
+    read_jsonl,
+    strict_dataset,
+)
+
 logger = logging.getLogger(__name__)
 
-CANONICAL_COLUMNS = ("id", "problem", "answer", "solution", "source", "subject", "level")
-REQUIRED_COLUMNS = ("problem", "answer")
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
-
-
-class DataError(ValueError):
-    """Bad or missing data; the message names the file/row/field and the fix."""
 
 
 # ----------------------------------------------------------------------------- answer normalisation
@@ -236,121 +243,6 @@ def default_data_dir() -> Path | None:
     return None
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read JSON Lines strictly: a malformed line raises with the file and line number."""
-    path = Path(path)
-    rows = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not valid UTF-8 (byte {err.start}). Fix: re-encode the file as UTF-8.") from err
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(
-                f"{path}, line {lineno}: invalid JSON ({err.msg} at column {err.colno}). "
-                f"Fix or remove that line; nothing was loaded."
-            ) from err
-        if not isinstance(record, dict):
-            raise DataError(f"{path}, line {lineno}: expected a JSON object, got {type(record).__name__}. Fix: write "
-                            f'one object per line, like {{"problem": ..., "answer": ...}}; nothing was loaded.')
-        rows.append(record)
-    return rows
-
-
-def _canonical_rows(records: Iterable[dict], bench_name: str, converter, where: str, split: str,
-                    subject: str | None = None, id_offset: int = 0, skip_unanswered: bool = False) -> list[dict]:
-    """Convert raw records; with ``skip_unanswered`` a row whose gold answer is empty is skipped and
-    reported (a known quirk of public sets, e.g. MATH train has one empty ``\\boxed{}``)."""
-    rows, skipped, no_level = [], [], []
-    for i, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise DataError(f"{where}, row {i}: expected an object with named fields, got {type(record).__name__} "
-                            f"{record!r}"[:300] + ". Fix: make every row an object like "
-                            '{"problem": ..., "answer": ...}; nothing was loaded.')
-        try:
-            row = converter(record)
-        except KeyError as err:
-            raise DataError(
-                f"{where}, row {i}: missing required field {err} for '{bench_name}'. "
-                f"Present fields: {sorted(record)}. Fix the file or pass a column mapping."
-            ) from err
-        except (ValueError, TypeError) as err:
-            raise DataError(f"{where}, row {i}: {err}. Fix: repair or drop that row (nothing was loaded).") from err
-        rid = record.get("unique_id") or record.get("id") or record.get("ID")
-        row_id = f"{bench_name}/{rid}" if rid is not None else f"{bench_name}/{split}/{id_offset + i}"
-        if skip_unanswered and not str(row.get("answer") or "").strip():
-            skipped.append(f"row {i} ({row_id})")
-            continue
-        finished = _finish_row(row, row_id, bench_name, subject, where, i)
-        if finished["level"] is not None and not math.isfinite(finished["level"]):
-            no_level.append(f"row {i}")
-            finished["level"] = None
-        rows.append(finished)
-    if skipped:
-        logger.warning("%s: skipped %d row(s) with an empty gold answer: %s", where, len(skipped), ", ".join(skipped))
-    if no_level:
-        logger.warning("%s: %d row(s) have a NaN/inf 'level', loaded as unlabelled (None): %s", where, len(no_level),
-                       ", ".join(no_level[:20]) + (" ..." if len(no_level) > 20 else ""))
-    return rows
-
-
-def _finish_row(row: dict, row_id: str, source: str, subject: str | None, where: str, i: int) -> dict:
-    out = {
-        "id": str(row_id),
-        "problem": row.get("problem"),
-        "answer": row.get("answer"),
-        "solution": row.get("solution"),
-        "source": row.get("source") or source,
-        "subject": row.get("subject") if row.get("subject") is not None else subject,
-        "level": row.get("level"),
-    }
-    for name in REQUIRED_COLUMNS:
-        value = out[name]
-        if not isinstance(value, str) or not value.strip():
-            raise DataError(f"{where}, row {i}: field '{name}' is empty or not a string ({value!r})"[:300]
-                            + f". Fix: give every row a non-empty text '{name}', or drop that row; nothing was loaded.")
-    if out["level"] is not None:
-        try:
-            out["level"] = float(out["level"])
-        except (TypeError, ValueError):
-            raise DataError(
-                f"{where}, row {i}: field 'level' holds {out['level']!r}, which is not a number"[:300]
-                + ". Fix: use numbers (or null) for 'level', or map another column with columns={'level': ...}."
-            ) from None
-    for name in ("solution", "subject"):
-        if out[name] is not None:
-            out[name] = str(out[name])
-    return out
-
-
-def _to_dataset(rows: list[dict], where: str):
-    """The canonical ``Dataset``; refuses an empty result and duplicate ids (ids key resumption and counts)."""
-    from datasets import Dataset, Features, Value
-
-    if not rows:
-        raise DataError(f"{where}: no rows to load (the source is empty). Fix: point at a file or split with at "
-                        f"least one row.")
-    first_seen: dict[str, int] = {}
-    for i, row in enumerate(rows):
-        if row["id"] in first_seen:
-            raise DataError(
-                f"{where}: duplicate id {row['id']!r} in rows {first_seen[row['id']]} and {i}. Fix: make the ids "
-                f"unique, or drop the id field (then ids are generated from the row number)."
-            )
-        first_seen[row["id"]] = i
-
-    features = Features({
-        "id": Value("string"), "problem": Value("string"), "answer": Value("string"),
-        "solution": Value("string"), "source": Value("string"), "subject": Value("string"),
-        "level": Value("float64"),
-    })
-    return Dataset.from_list(rows, features=features)
-
-
 def list_benchmarks() -> list[str]:
     return sorted(BENCHMARKS)
 
@@ -400,12 +292,7 @@ def _load_benchmark(bench: Benchmark, split: str | None, data_dir, revision: str
         )
     files = [base / rel for rel in bench.local[split]] if base is not None else []
     if files and all(f.is_file() for f in files):
-        rows: list[dict] = []
-        for path in files:
-            subject = path.stem if bench.subjects_from_file else None
-            rows += _canonical_rows(read_jsonl(path), bench.name, bench.converter, str(path), split, subject,
-                                    id_offset=len(rows), skip_unanswered=True)
-        return _to_dataset(rows, ", ".join(str(f) for f in files))
+        return _load_local_benchmark(bench, split, files)
     if bench.hub is None:
         raise DataError(
             f"'{bench.name}' needs the local files {', '.join(bench.local[split])} under the data dir "
@@ -422,8 +309,26 @@ def _load_benchmark(bench: Benchmark, split: str | None, data_dir, revision: str
             f"'{bench.name}' is not in the local data dir ({base}) and loading {repo} from the Hub failed: {err}. "
             f"Fix: set SAERL_DATA_DIR / --data-dir to a folder with {', '.join(bench.local[split])}, or go online."
         ) from err
-    rows = _canonical_rows(raw, bench.name, bench.converter, f"{repo}:{hub_split}", split, skip_unanswered=True)
-    return _to_dataset(rows, f"{repo}:{hub_split}")
+    where = f"{repo}:{hub_split}"
+    return finish([canonical_part(raw, CanonicalMap(bench.name, bench.converter, where, split,
+                                                    skip_unanswered=True))], where)
+
+
+def _load_local_benchmark(bench: Benchmark, split: str, files: list[Path]):
+    """Each file through Arrow (``load_dataset`` + map), or the strict reader if Arrow cannot parse it."""
+    parts, offset = [], 0
+    for path in files:
+        subject = path.stem if bench.subjects_from_file else None
+        raw = read_arrow([path])
+        if raw is None:
+            part = strict_dataset(read_jsonl(path), bench.name, bench.converter, str(path), split, subject,
+                                  skip_unanswered=True)
+        else:
+            part = canonical_part(raw, CanonicalMap(bench.name, bench.converter, str(path), split, subject, offset,
+                                                    skip_unanswered=True))
+        parts.append(part)
+        offset += len(part)
+    return finish(parts, ", ".join(str(f) for f in files))
 
 
 def _generic_converter(columns: dict[str, str]):
@@ -440,7 +345,7 @@ def _generic_converter(columns: dict[str, str]):
                 row["answer"] = format_number(row["answer"])
             except (TypeError, ValueError) as err:
                 raise type(err)(f"field 'answer': {err}") from None
-        if "answer" not in row and row.get("solution"):
+        if row.get("answer") is None and row.get("solution"):
             row["answer"] = last_boxed(row["solution"])
         return row
 
@@ -454,6 +359,15 @@ def _load_file(path: Path, columns: dict[str, str]):
     if path.suffix.lower() not in FILE_SUFFIXES:
         raise DataError(f"{path}: unsupported file type '{path.suffix or '(none)'}'. Fix: convert it to one of "
                         f"{', '.join(FILE_SUFFIXES)} (JSON Lines: one JSON object per line).")
+    converter, where = _generic_converter(columns), str(path)
+    # A .json array is parsed whole by any reader (datasets too), so it takes the strict reader's messages.
+    raw = read_arrow([path]) if path.suffix.lower() != ".json" else None
+    if raw is not None and path.suffix.lower() != ".parquet" and has_nulls(raw, [columns.get(c, c) for c in
+                                                                                  REQUIRED_COLUMNS]):
+        raw = None
+    if raw is not None:
+        return finish([canonical_part(raw, CanonicalMap(path.stem, converter, where, "file",
+                                                        file_columns=columns))], where)
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -474,13 +388,7 @@ def _load_file(path: Path, columns: dict[str, str]):
                             f"rows in [...], or write them as JSON Lines (.jsonl).")
     else:
         records = read_jsonl(path)
-    rows = _canonical_rows(records, path.stem, _generic_converter(columns), str(path), "file")
-    for row, record in zip(rows, records):
-        if "id" in record or columns.get("id") in record:
-            row["id"] = str(record.get(columns.get("id", "id")))
-        if record.get(columns.get("source", "source")) is not None:
-            row["source"] = str(record[columns.get("source", "source")])
-    return _to_dataset(rows, str(path))
+    return strict_dataset(records, path.stem, converter, where, "file", file_columns=columns)
 
 
 def _load_hub(repo: str, split: str, columns: dict[str, str], revision: str | None):
@@ -490,8 +398,9 @@ def _load_hub(repo: str, split: str, columns: dict[str, str], revision: str | No
         raw = load_dataset(repo, split=split, revision=revision)
     except Exception as err:  # noqa: BLE001
         raise DataError(f"Could not load '{repo}' (split {split}, revision {revision}) from the Hub: {err}") from err
-    rows = _canonical_rows(raw, repo.split("/")[-1], _generic_converter(columns), f"{repo}:{split}", split)
-    return _to_dataset(rows, f"{repo}:{split}")
+    where = f"{repo}:{split}"
+    return finish([canonical_part(raw, CanonicalMap(repo.split("/")[-1], _generic_converter(columns), where,
+                                                    split))], where)
 
 
 def load_mixture(names: Iterable[str], split: str | None = None, data_dir=None, limit_per_source: int | None = None,

@@ -169,6 +169,8 @@ def _load_from_hub(repo_id: str, revision: str | None, token: str | None, verify
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
+    from saerl_hf.distributed import verify_content_hash_once  # rows hashed once per machine, not per rank
+
     api = HfApi(token=token)
     revision = revision or "main"
     try:
@@ -202,7 +204,7 @@ def _load_from_hub(repo_id: str, revision: str | None, token: str | None, verify
         # Records before "feature_provenance" kept both in "dataset_description".
         split.info.description = join_description(record.get("dataset_description") or "",
                                                   record.get("feature_provenance") or {})
-    if verify and dataset_content_hash(dataset) != record["dataset_sha256"]:
+    if verify and not verify_content_hash_once(dataset, record["dataset_sha256"], dataset_content_hash):
         raise CuratedLoadError(f"{repo_id}@{revision} ({sha[:12]}): the rows do not match the content hash recorded "
                                f"in {PUSH_RECORD}. Fix: rerun the push, or load with verify=False to inspect.",
                                reason="mismatch")

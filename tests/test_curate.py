@@ -146,3 +146,31 @@ def test_a_run_made_before_a_new_setting_existed_still_resumes(curated, tiny_mod
             run_curate(small_config(tiny_model_dir, tiny_sae_dir, out, reader_dtype="bfloat16"), command="pytest")
     finally:
         path.write_text(json.dumps(saved))
+
+
+def _torchrun(args, tmp_path, timeout=600):
+    """``torchrun --nproc_per_node 2 -m saerl_hf.cli ...``: two CPU processes (gloo), like `accelerate launch`."""
+    import torch
+
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    port = str(29500 + (os.getpid() + 13) % 1000)
+    # the same threads per process as this one, so float reductions match the single-process reference
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=str(torch.get_num_threads()))
+    return subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", port, "-m", "saerl_hf.cli", *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_processes_curate_the_dataset_one_process_does(curated, tiny_model_dir, tiny_sae_dir, tmp_path):
+    """Data-parallel curate: each rank featurizes its chunks, rank 0 assembles; the same rows, hash and counts."""
+    _, reference = curated
+    config = small_config(tiny_model_dir, tiny_sae_dir, tmp_path / "two")
+    yaml_path = tmp_path / "curate.yaml"
+    yaml_path.write_text(yaml.safe_dump(dict(vars(config))))
+    done = _torchrun(["curate", "--config", str(yaml_path)], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["content_hash"] == reference["content_hash"]
+    assert summary["counts"] == reference["counts"]
+    chunks = sorted((tmp_path / "two" / "stages" / "03_featurize").glob("chunk_*/_SAERL_STAGE_DONE.json"))
+    ranks = [json.loads(p.read_text())["rank"] for p in chunks]
+    assert ranks == [i % 2 for i in range(len(chunks))] and len(chunks) >= 4  # chunk i was featurized by rank i % 2

@@ -450,3 +450,14 @@ def test_one_curated_order_trains_at_three_geometries(tiny_model_dir, data_dir, 
     assert [x for r in rounds for x in r] == intended[:8]
     for seen in (one, accum, rounds[0] + rounds[1]):
         assert seen != stored[: len(seen)]  # the order built for 5 would have been a different sequence
+
+
+def test_trainer_used_directly_rebuilds_a_misaligned_order(tiny_model_dir, data_dir, tmp_path):
+    """CurriculumGRPOTrainer without grpo.main: an order curated for 5 prompts per batch is rebuilt for B = 2."""
+    ds = _curated_set()
+    rec = GroupRecorder(2)
+    trainer = CurriculumGRPOTrainer(model=tiny_model_dir, reward_funcs=rec, args=_config(tmp_path, 1),
+                                    train_dataset=ds, sampler="curriculum")
+    rebuilt = trainer.train_dataset
+    assert [rebuilt["id"][i] for i in np.argsort(rebuilt["curriculum_rank"])] == _intended_ids(ds, 2)
+    assert [ds["id"][i] for i in trainer._get_train_sampler().epoch_chunks()[0]] == _intended_ids(ds, 2)[:2]

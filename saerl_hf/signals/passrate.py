@@ -3,6 +3,9 @@
 This is the expensive label the difficulty proxy replaces: run it on a small subset, fit
 ``DifficultyProbe(DifficultyConfig(label_column="pass_rate"))`` on it (higher pass rate = easier, the probe
 flips the sign), and score everything else from SAE features.
+
+Generation picks its backend the way the evaluation does (:func:`saerl_hf.generation.select_backend`): vLLM when
+it is installed and a CUDA GPU is present, HF ``generate`` otherwise (``backend=`` forces one).
 """
 
 from __future__ import annotations
@@ -27,19 +30,28 @@ class PassRateConfig:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling."})
     generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
     seed: int = field(default=0, metadata={"help": "Base seed; each map batch derives its own from its problems."})
+    backend: str = field(default="auto", metadata={"help": "auto (vLLM when installed and a GPU is present, as in "
+                                                           "the evaluation), transformers, vllm."})
     problem_column: str = field(default="problem", metadata={"help": "Problem text column."})
     answer_column: str = field(default="answer", metadata={"help": "Gold answer column."})
     source_column: str = field(default="source", metadata={"help": "Source column (picks prompt/answer family)."})
 
 
-def _load(model_name: str):
-    if model_name not in _LOADED:
-        from saerl_hf.models import load_model, load_tokenizer
+def _load(model_name: str, backend: str = "transformers"):
+    """(model, tokenizer) for HF generate, or (vllm.LLM, tokenizer) for vLLM; once per process."""
+    key = f"{backend}:{model_name}"
+    if key not in _LOADED:
+        from saerl_hf.models import load_model, load_tokenizer, resolve_model_path
 
-        model = load_model(model_name)
-        model.eval()
-        _LOADED[model_name] = (model, load_tokenizer(model_name, padding_side="left"))
-    return _LOADED[model_name]
+        if backend == "vllm":
+            from vllm import LLM
+
+            model = LLM(model=str(resolve_model_path(model_name)), seed=0)
+        else:
+            model = load_model(model_name)
+            model.eval()
+        _LOADED[key] = (model, load_tokenizer(model_name, padding_side="left"))
+    return _LOADED[key]
 
 
 class PassRateLabeller:
@@ -51,9 +63,15 @@ class PassRateLabeller:
         if self.config.k < 1:
             raise ValueError(f"k must be >= 1, got {self.config.k}.")
 
+    def backend(self) -> str:
+        """'vllm' or 'transformers': the evaluation's rule (vLLM when installed and a GPU is present)."""
+        from saerl_hf.generation import select_backend
+
+        return select_backend(self.config.backend, model_is_path=True)
+
     def __call__(self, batch: dict) -> dict:
         from saerl_hf.answers import is_correct
-        from saerl_hf.generation import generate
+        from saerl_hf.generation import generate, generate_vllm
         from saerl_hf.prompts import family_of, render_prompt
 
         config = self.config
@@ -62,12 +80,18 @@ class PassRateLabeller:
                 raise KeyError(f"The pass-rate labeller needs a '{column}' column (batch has {list(batch)}).")
         problems, golds = batch[config.problem_column], batch[config.answer_column]
         sources = batch.get(config.source_column) or [None] * len(problems)
-        model, tokenizer = _load(config.model)
+        backend = self.backend()
+        model, tokenizer = _load(config.model, backend)
         prompts = [render_prompt(tokenizer, p, s) for p, s in zip(problems, sources)]
         seed = (config.seed * 1_000_003 + zlib.crc32("\x1f".join(problems).encode())) % (2**31)
-        completions = generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
-                               temperature=config.temperature, top_p=config.top_p, n=config.k,
-                               batch_size=config.generation_batch_size, seed=seed)
+        if backend == "vllm":
+            completions = generate_vllm(None, prompts, max_new_tokens=config.max_new_tokens,
+                                        temperature=config.temperature, top_p=config.top_p, n=config.k, seed=seed,
+                                        llm=model)
+        else:
+            completions = generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
+                                   temperature=config.temperature, top_p=config.top_p, n=config.k,
+                                   batch_size=config.generation_batch_size, seed=seed)
         pass_rates, n_samples = [], []
         for samples, gold, source in zip(completions, golds, sources):
             family = family_of(source)
@@ -80,8 +104,8 @@ class PassRateLabeller:
         from saerl_hf.models import model_identity
         from saerl_hf.signals.persistence import fingerprint_of
 
-        return fingerprint_of("passrate", model_identity(self.config.model),
-                              json.dumps(asdict(self.config), sort_keys=True))
+        settings = {**asdict(self.config), "backend": self.backend()}  # samples differ between backends
+        return fingerprint_of("passrate", model_identity(self.config.model), json.dumps(settings, sort_keys=True))
 
 
 def label_pass_rates(dataset, config: PassRateConfig | None = None, batch_size: int = 32, **map_kwargs):
