@@ -89,9 +89,10 @@ def card_identity(provenance: dict) -> dict:
 
 
 def render_card(readme: str, repo_id: str, revision: str, provenance: dict, summary: dict, record: dict,
-                columns: list[tuple[str, str]]) -> str:
+                columns: list[tuple[str, str]], explanations: list[dict] | None = None) -> str:
     """The curated dataset's card from ``templates/dataset_card.md``, keeping the YAML that ``push_to_hub``
-    wrote (configs, dataset_info)."""
+    wrote (configs, dataset_info). ``explanations`` (``saerl_hf.signals.explain.probe_explanations``; default:
+    ``summary["explanations"]`` when curate stored them) adds the "What the probes look at" section."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     template = card_template("dataset_card.md")
@@ -115,6 +116,7 @@ def render_card(readme: str, repo_id: str, revision: str, provenance: dict, summ
         settings=[(key, config[key]) for key in CURATION_SETTINGS if key in config],
         order=summary.get("order") or {}, metrics=summary.get("metrics") or {},
         counts=_flat_counts(counts),
+        explanations=explanations if explanations is not None else summary.get("explanations") or [],
         versions={**(provenance.get("versions") or provenance.get("library_versions") or {}), **record["versions"]},
     )
     return str(card)

@@ -122,6 +122,12 @@ class LinearProbe:
         self._require_fitted()
         return self.map_function().scores(self._design(dataset, features))
 
+    def explain(self, row, k: int = 5) -> dict:
+        """The columns that drove one featurized row's score (see :func:`saerl_hf.signals.explain.explain_row`)."""
+        from saerl_hf.signals.explain import explain_row
+
+        return explain_row(self, row, k)
+
     def fingerprint(self) -> str:
         from saerl_hf.signals.persistence import fingerprint_of
 
