@@ -53,6 +53,9 @@ class ExperimentConfig:
     """Options of the comparison (YAML via ``--config``; fields overridable by flags)."""
 
     output_dir: str = field(default="outputs/experiment", metadata={"help": "Runs, logs and the report data."})
+    results_dir: str | None = field(default=None, metadata={
+        "help": "Where each finished run's small logs are copied (e.g. docs/results/<name>, committed): the report "
+                "reads them from there and a later session skips runs found there. Default: output_dir."})
     warmstart_config: str | None = field(default=None, metadata={
         "help": "SFT warm-start recipe (saerl-hf warmstart) run before everything else; the curate and GRPO recipes "
                 "then point at its model dir, so every arm starts from the same policy."})
@@ -131,6 +134,28 @@ def run_curate_stage(config: ExperimentConfig) -> Path:
     return Path(curate_config.output_dir)
 
 
+RUN_LOGS = ("saerl_training.json", "trainer_state.json", "wall_clock.json", "run_config.yaml", "probe.json")
+
+
+def results_root(config: ExperimentConfig) -> Path:
+    """Where finished runs' small logs live (committed when it is under docs/)."""
+    return Path(config.results_dir or config.output_dir)
+
+
+def keep_run_logs(config: ExperimentConfig, run_dir: Path, arm: str, seed: int) -> Path:
+    """Copy a finished run's small logs (curves, per-step metrics, settings) to the results dir."""
+    import shutil
+
+    dest = results_root(config) / "runs" / arm / f"seed{seed}"
+    if dest.resolve() == run_dir.resolve():
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in RUN_LOGS:
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, dest / name)
+    return dest
+
+
 def run_warmstart_stage(config: ExperimentConfig) -> dict:
     """The shared SFT warm start (reused when it exists with the same settings)."""
     from trl import TrlParser
@@ -165,9 +190,10 @@ def step0_accuracy(config: ExperimentConfig, heldout: Path, grpo_values: dict) -
     from saerl_hf.evaluation import evaluate_model
     from saerl_hf.models import load_model, load_tokenizer
 
-    path = Path(config.output_dir) / "step0.json"
+    path = results_root(config) / "step0.json"
     if path.is_file():
         return json.loads(path.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
     model_name = grpo_values["model_name_or_path"]
     rows = [dict(r) for r in load_from_disk(str(heldout))]
     rows = rows[: int(grpo_values.get("heldout_limit", len(rows)))]
@@ -214,8 +240,11 @@ def launch_run(config: ExperimentConfig, arm: str, seed: int, curated: Path) -> 
     """One ``accelerate launch`` GRPO run; skipped when its results already exist."""
     values = run_yaml(config, arm, seed, curated)
     out = Path(values["output_dir"])
-    if (out / "saerl_training.json").is_file():
+    kept = results_root(config) / "runs" / arm / f"seed{seed}" / "saerl_training.json"
+    if (out / "saerl_training.json").is_file() or kept.is_file():
         logger.info("run %s seed %d: done before, skipping", arm, seed)
+        if not kept.is_file():
+            keep_run_logs(config, out, arm, seed)
         return out
     out.mkdir(parents=True, exist_ok=True)
     (out / "run_config.yaml").write_text(yaml.safe_dump(values, sort_keys=True))
@@ -235,6 +264,7 @@ def launch_run(config: ExperimentConfig, arm: str, seed: int, curated: Path) -> 
     if proc.returncode != 0:
         raise ExperimentError(f"run {arm} seed {seed} failed (exit {proc.returncode}); see {out / 'train.log'}.")
     (out / "wall_clock.json").write_text(json.dumps({"seconds": round(time.perf_counter() - start, 1)}))
+    keep_run_logs(config, out, arm, seed)
     for checkpoint in out.glob("checkpoint-*"):  # keep the report data, not 0.5 GB per checkpoint
         import shutil
 
@@ -262,11 +292,13 @@ def probe_runs(config: ExperimentConfig) -> None:
     """The probe for the untrained policy and every finished run that kept its final model."""
     if not config.probe_benchmark:
         return
-    probe_model(config, base_grpo_values(config)["model_name_or_path"], Path(config.output_dir) / "probe_step0.json")
+    probe_model(config, base_grpo_values(config)["model_name_or_path"], results_root(config) / "probe_step0.json")
     for summary in sorted(Path(config.output_dir).glob("runs/*/seed*/saerl_training.json")):
-        if (summary.parent / "config.json").is_file():
-            logger.info("probe %s on %s", config.probe_benchmark, summary.parent)
-            probe_model(config, str(summary.parent), summary.parent / "probe.json")
+        run_dir = summary.parent
+        if (run_dir / "config.json").is_file() or (run_dir / "adapter_config.json").is_file():
+            logger.info("probe %s on %s", config.probe_benchmark, run_dir)
+            probe_model(config, str(run_dir), run_dir / "probe.json")
+            keep_run_logs(config, run_dir, run_dir.parent.name, int(run_dir.name.removeprefix("seed")))
 
 
 def run_experiment(config: ExperimentConfig) -> dict:

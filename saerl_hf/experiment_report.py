@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from saerl_hf.experiment import ARM_LABELS, ARMS, ExperimentConfig, ExperimentError
+from saerl_hf.experiment import ARM_LABELS, ARMS, ExperimentConfig, ExperimentError, results_root
 from saerl_hf.experiment_stats import aggregate, collect, compare_arms
 
 
@@ -18,9 +18,10 @@ def write_report(config: ExperimentConfig) -> dict:
     """docs/RESULTS.md (+ PNG curves) from the saved run logs only: rerunning it changes nothing."""
     from saerl_hf.plots import plot_learning_curves
 
-    runs = collect(Path(config.output_dir))
+    root = results_root(config)
+    runs = collect(root)
     if not runs:
-        raise ExperimentError(f"No finished runs under {config.output_dir}/runs. Fix: run the experiment first.")
+        raise ExperimentError(f"No finished runs under {root}/runs. Fix: run the experiment first.")
     agg = aggregate(runs)
     report = Path(config.report_path)
     image = report.with_name(report.stem.lower() + "_curves.png")
@@ -30,7 +31,7 @@ def write_report(config: ExperimentConfig) -> dict:
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render_report(config, agg, analysis, image.name))
     data = {"aggregate": agg, "analysis": analysis, "config": asdict(config)}
-    (Path(config.output_dir) / "results.json").write_text(json.dumps(data, indent=1, default=str))
+    (root / "results.json").write_text(json.dumps(data, indent=1, default=str))
     return data
 
 
@@ -41,7 +42,7 @@ def _pct(x) -> str:
 def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: str) -> str:
     lines = [f"# {config.title}", "",
              f"Regenerate this page from the saved run logs: `python -m saerl_hf.experiment --config <yaml> "
-             f"--report_only true` (runs: `{config.output_dir}/runs`).", "",
+             f"--report_only true` (run logs: `{results_root(config)}/runs`).", "",
              f"![held-out accuracy, mean ± std over seeds]({image})", "",
              "| arm | seeds | train rows | held-out n | acc. at step 0 | final acc. (mean ± std) | Δ vs vanilla (pts) "
              "| steps to vanilla's final | s/step | wall clock / run |",
@@ -135,7 +136,7 @@ def gate_lines(agg: dict) -> list[str]:
 
 def probe_lines(config: ExperimentConfig, agg: dict) -> list[str]:
     """The harder probe (e.g. GSM8K test) of the final models, beside the untrained policy."""
-    step0_path = Path(config.output_dir) / "probe_step0.json"
+    step0_path = results_root(config) / "probe_step0.json"
     if not config.probe_benchmark or not step0_path.is_file():
         return []
     step0 = json.loads(step0_path.read_text())
@@ -153,7 +154,7 @@ def companion_section(yaml_path: str, report_dir: Path) -> list[str]:
     """A short summary of another experiment (e.g. transfer to another policy) from its saved results.json."""
     values = yaml.safe_load(Path(yaml_path).read_text()) or {}
     title = values.get("title", yaml_path)
-    results = Path(values.get("output_dir", "")) / "results.json"
+    results = Path(values.get("results_dir") or values.get("output_dir", "")) / "results.json"
     lines = [f"## {title}", ""]
     if not results.is_file():
         return lines + [f"Not run yet: `python -m saerl_hf.experiment --config {yaml_path}`."]

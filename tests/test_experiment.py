@@ -146,3 +146,29 @@ def test_report_has_the_gate_and_mechanism_columns(tmp_path):
     report = (tmp_path / "docs" / "gate.md").read_text()
     assert "## Did it learn?" in report and "| vanilla | 3 | +20.0 |" in report and "binomial + seeds" in report
     assert "groups without reward spread" in report
+
+
+def test_finished_runs_are_kept_in_the_results_dir_and_not_rerun(tmp_path):
+    """A finished run's small logs are copied to results_dir (committed); the report reads them there and a later
+    session, whose outputs/ is gone, skips the run instead of training it again."""
+    from saerl_hf.experiment import RUN_LOGS, keep_run_logs, launch_run
+
+    config = _experiment(tmp_path, "kept", {("vanilla", s): [(20, 0.2), (40, 0.3)] for s in (0, 1)})
+    config.results_dir = str(tmp_path / "docs" / "results" / "kept")
+    for seed in (0, 1):
+        run = Path(config.output_dir) / "runs" / "vanilla" / f"seed{seed}"
+        (run / "model.safetensors").write_bytes(b"weights stay in outputs/")
+        kept = keep_run_logs(config, run, "vanilla", seed)
+        assert {p.name for p in kept.iterdir()} == {n for n in RUN_LOGS if (run / n).is_file()}
+    (Path(config.results_dir) / "step0.json").write_text(json.dumps({"step": 0, "accuracy": 0.10, "n": 200}))
+    import shutil
+
+    shutil.rmtree(config.output_dir)  # a new machine: outputs/ is gone, the committed logs are not
+    grpo = tmp_path / "grpo.yaml"
+    grpo.write_text(yaml.safe_dump({"model_name_or_path": "unused", "max_steps": 40}))
+    config.grpo_config = str(grpo)
+    launch_run(config, "vanilla", 0, tmp_path / "curated")  # returns at once: no training, no output dir made
+    assert not Path(config.output_dir).exists()
+    data = write_report(config)
+    assert data["aggregate"]["vanilla"]["seeds"] == [0, 1] and data["aggregate"]["vanilla"]["mean"] == [0.1, 0.2, 0.3]
+    assert (Path(config.results_dir) / "results.json").is_file()
