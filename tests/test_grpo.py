@@ -242,3 +242,34 @@ def test_accelerate_launch_real_smollm2(smollm2_path, data_dir, tmp_path):
     from huggingface_hub import ModelCard
 
     assert ModelCard.load(out / "README.md").data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+GPU_RECIPES = sorted((ROOT / "recipes" / "qwen2.5-math-1.5b" / "grpo").glob("config_*.yaml"))
+
+
+@pytest.mark.parametrize("accelerate_config", ["ddp.yaml", "zero2.yaml", "fsdp.yaml"])
+@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=[p.name for p in GPU_RECIPES])
+def test_gpu_recipes_fit_their_accelerate_configs(recipe, accelerate_config):
+    """What a GPU launch checks before its first step, checked here without a GPU: the generation batch splits into
+    whole groups on every process count the config names, the curated order's B matches (else it is rebuilt,
+    logged), vLLM colocate leaves memory for training, and bf16 agrees between recipe and accelerate config."""
+    from saerl_hf.curriculum import unique_prompts_per_batch
+
+    accel = yaml.safe_load((ROOT / "recipes" / "accelerate_configs" / accelerate_config).read_text())
+    raw = yaml.safe_load(recipe.read_text())
+    processes = accel["num_processes"]
+    _, training_args, model_args = parse_args(["--config", str(recipe), "--bf16", "false", "--use_cpu", "true",
+                                               "--use_vllm", "false"])
+    steps = training_args.steps_per_generation or training_args.gradient_accumulation_steps
+    global_batch = training_args.per_device_train_batch_size * processes * steps
+    assert global_batch % training_args.num_generations == 0
+    assert (training_args.per_device_train_batch_size * processes) % training_args.num_generations == 0
+    curate = yaml.safe_load((ROOT / "recipes" / "qwen2.5-math-1.5b" / "curate" / "deepmath.yaml").read_text())
+    assert curate["prompts_per_batch"] == global_batch // training_args.num_generations
+    assert unique_prompts_per_batch(training_args) * processes == global_batch // training_args.num_generations
+    assert raw["bf16"] is True and accel["mixed_precision"] == "bf16" and raw["dtype"] == "bfloat16"
+    assert raw["use_vllm"] and raw["vllm_mode"] == "colocate" and 0 < raw["vllm_gpu_memory_utilization"] <= 0.5
+    assert processes % raw.get("vllm_tensor_parallel_size", 1) == 0
+    if "_lora" in recipe.name:
+        full = yaml.safe_load(recipe.with_name("config_saerl.yaml").read_text())["learning_rate"]
+        assert model_args.use_peft and training_args.learning_rate == pytest.approx(10 * full)  # ~10x full FT
