@@ -232,3 +232,39 @@ def test_paper_recipes_curate_for_the_batch_the_grpo_recipe_trains():
         steps = grpo.get("steps_per_generation") or grpo["gradient_accumulation_steps"]
         b = grpo["per_device_train_batch_size"] * processes * steps // grpo["num_generations"]
         assert curate["prompts_per_batch"] == b == 64, name
+
+
+_LOAD_AND_FIT = """
+import json, sys
+from saerl_hf.curriculum import fit_to_geometry, order_spec
+from saerl_hf.hub import load_curated
+ds = load_curated(sys.argv[1], revision=sys.argv[2]).dataset
+fitted = fit_to_geometry(ds, int(sys.argv[3]))
+rank = fitted["curriculum_rank"]
+print("RESULT " + json.dumps({"spec": order_spec(ds), "ids": [fitted["id"][i] for i in sorted(range(len(rank)),
+                                                                                         key=rank.__getitem__)]}))
+"""
+
+
+def test_a_published_revision_carries_its_order_recipe_to_any_geometry(hub, hub_run, data_dir, tmp_path):
+    """Curated for 5 prompts per batch, pushed to the (emulated) Hub, loaded back and fitted to B = 2 elsewhere."""
+    import json
+    import shutil
+
+    from datasets import load_from_disk
+
+    from tests.hub_plugin import build_curated_dir
+
+    root = build_curated_dir(tmp_path / "curated", limit=40)
+    ds = load_from_disk(str(root / "dataset"))
+    ranked = sort_by_curriculum(add_curriculum_rank(ds.remove_columns("curriculum_rank"), 5, mode="saerl", seed=4))
+    ranked.save_to_disk(str(tmp_path / "ranked"))
+    shutil.rmtree(root / "dataset")
+    shutil.copytree(tmp_path / "ranked", root / "dataset")
+    hub_run("push", str(root), "--repo-id", "saerl/geometry", "--revision", "v1", "--retry-base-wait", "0.01")
+    proc = hub_run("saerl/geometry", "v1", "2", code=_LOAD_AND_FIT)
+    got = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1].removeprefix("RESULT "))
+    assert got["spec"]["mode"] == "saerl" and got["spec"]["unique_prompts_per_batch"] == 5 and got["spec"]["seed"] == 4
+    order = curriculum_order(len(ranked), 2, "saerl", np.array(ranked["cluster"]), np.array(ranked["difficulty"]),
+                             mixing=0.25, seed=4)
+    assert got["ids"] == [ranked["id"][i] for i in order]
