@@ -2,9 +2,11 @@
 
 For every row, the prompt is rendered exactly as the policy sees it (chat template), run through the reader
 model only up to the SAE's layer (early exit, no LM head), encoded by the SAE token by token, pooled over the
-problem's tokens (position 0, the attention sink, and padding never count), and the top-k pooled latents are
-written as ``sae_idx`` (int32) / ``sae_val`` (float32) with ``sae_l0``. ``dense=True`` adds ``dense_mean``,
-the mean raw residual over the same tokens (the dense baseline for the probes).
+problem's tokens (position 0, the attention sink, and padding never count; the poolings and their index space
+are in :mod:`saerl_hf.pooling`), and the top-k pooled entries (or, with ``top_k`` null/0, every active one) are
+written as ``sae_idx`` (int32) / ``sae_val`` (float32) with ``sae_l0``. ``dense=True`` (or ``features`` dense /
+sae+dense) adds ``dense_mean``, the mean raw residual over the same tokens (the dense baseline and the dense
+block of the hybrid features). Options: :class:`saerl_hf.featurize_config.FeaturizeConfig`.
 
 :class:`Featurizer` is a small picklable object (names, paths and settings only); the model and SAE load
 lazily once per process. :func:`featurize` wraps ``Dataset.map`` with a fingerprint built from the input
@@ -20,26 +22,35 @@ import logging
 import os
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from saerl_hf import devices
 from saerl_hf.activations import ActivationError, check_layer, prefix_cache, residual_stream, right_pad
+from saerl_hf.devices import native_bf16
+from saerl_hf.featurize_config import PROMPT_FORMATS, FeaturizeConfig, FeaturizeError
 from saerl_hf.models import cache_dir, model_identity, resolve_model_path
-from saerl_hf.sae import SAEHandle, SAELoadError, default_sae_dir, load_sae
+from saerl_hf.pooling import (
+    FEATURE_SETS,
+    POOLINGS,
+    active_latents,
+    index_layout,
+    pool_codes,
+    pooled_width,
+    sparse_rows,
+)
+from saerl_hf.sae import SAEHandle, SAELoadError, load_sae
 from saerl_hf.sparse import feature_provenance, to_csr, write_provenance
 
 __all__ = [
     "FeaturizeConfig", "Featurizer", "FeaturizeError", "featurize", "featurize_fingerprint", "to_csr",
-    "feature_provenance", "cli_main", "POOLINGS",
+    "feature_provenance", "cli_main", "POOLINGS", "FEATURE_SETS", "PROMPT_FORMATS", "native_bf16", "resolve_dtype",
 ]
 
 logger = logging.getLogger(__name__)
-
-POOLINGS = ("mean", "max", "sum")
-PROMPT_FORMATS = ("chat", "plain")
 
 # Per-process state: loaded (model, tokenizer, SAE) by settings, and counters of rows actually computed here
 # (a cache hit computes none; tests and logs read this).
@@ -49,105 +60,13 @@ _TORCH_PID = [os.getpid()]  # the process whose torch thread pool is live
 STATS = {"rows": 0, "truncated": 0}
 
 
-class FeaturizeError(ValueError):
-    """A row or setting the featurizer cannot use; the message names the row/field and the fix."""
-
-
-@dataclass
-class FeaturizeConfig:
-    """Options of ``saerl-hf featurize`` and :func:`featurize` (YAML via ``--config`` + flag overrides)."""
-
-    dataset: str | None = field(default=None, metadata={"help": "Input: benchmark name (gsm8k, math, ...), a "
-                                                                "`save_to_disk` dir, a data file or a Hub id."})
-    split: str | None = field(default=None, metadata={"help": "Split of a benchmark / Hub dataset."})
-    limit: int | None = field(default=None, metadata={"help": "Featurize only the first N rows."})
-    output_dir: str | None = field(default=None, metadata={"help": "Where `saerl-hf featurize` saves the result."})
-    model: str = field(default="smollm2-135m", metadata={"help": "Reader model (alias, dir, Hub id); may differ "
-                                                                 "from the policy model."})
-    sae: str | None = field(default=None, metadata={"help": "SAE: local dir, Hub repo, or sae-lens 'release:sae_id'. "
-                                                            "Default: the SAE `train-sae` saves for model/layer."})
-    sae_id: str | None = field(default=None, metadata={"help": "sae-lens registry sae_id (or Hub subfolder)."})
-    sae_width: int = field(default=4096, metadata={"help": "Width of the default SAE (when `sae` is unset)."})
-    sae_k: int = field(default=32, metadata={"help": "k of the default TopK SAE (when `sae` is unset)."})
-    layer: int | None = field(default=None, metadata={"help": "Block to read; default: the SAE's own hook layer, "
-                                                              "else the middle layer."})
-    pooling: str = field(default="mean", metadata={"help": "Pool SAE codes over the problem's tokens: mean, max, sum."})
-    top_k: int = field(default=64, metadata={"help": "Keep the k largest pooled latents per row."})
-    prompt_format: str = field(default="chat", metadata={"help": "`chat`: the policy's chat-formatted prompt "
-                                                                 "(render_prompt); `plain`: the problem text alone."})
-    problem_column: str = field(default="problem", metadata={"help": "Column with the problem text."})
-    source_column: str = field(default="source", metadata={"help": "Column with the benchmark source (picks the "
-                                                                   "prompt instruction); optional."})
-    id_column: str = field(default="id", metadata={"help": "Column used to name rows in errors; optional."})
-    max_length: int = field(default=1024, metadata={"help": "Longer prompts are truncated (counted, warned once)."})
-    batch_size: int = field(default=16, metadata={"help": "Prompts per model forward (length-sorted within the map "
-                                                          "batch; on CPU 16 wastes less on padding than 32)."})
-    reuse_prefix: bool = field(default=True, metadata={"help": "Run the prompt prefix the rows share (chat system "
-                                                               "turn, few-shot block) once and continue each row "
-                                                               "from its KV cache; same features within float "
-                                                               "tolerance, much less compute."})
-    map_batch_size: int = field(default=1000, metadata={"help": "Rows per `Dataset.map` batch: the window rows are "
-                                                                "length-sorted in (larger: less padding)."})
-    dense: bool = field(default=False, metadata={"help": "Also write `dense_mean` (mean raw residual, float32)."})
-    num_proc: int | None = field(default=None, metadata={"help": "`Dataset.map` processes."})
-    with_rank: bool = field(default=False, metadata={"help": "One device per map rank (cuda:rank when available)."})
-    device: str | None = field(default=None, metadata={"help": "Force a device (default: cuda if available, else cpu)."})
-    dtype: str = field(default="float32", metadata={"help": "Reader model dtype: float32, bfloat16, or auto (bfloat16 "
-                                                            "where the hardware computes it natively, else float32; "
-                                                            "see docs/benchmarks.md for speed and fidelity)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Cache dir for in-memory inputs' map results "
-                                                                  "(default `<SAERL_CACHE>/featurize`)."})
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code (off by default)."})
-
-    def __post_init__(self):
-        if self.pooling not in POOLINGS:
-            raise FeaturizeError(f"pooling must be one of {POOLINGS}, got '{self.pooling}'.")
-        if self.prompt_format not in PROMPT_FORMATS:
-            raise FeaturizeError(f"prompt_format must be one of {PROMPT_FORMATS}, got '{self.prompt_format}'.")
-        if self.top_k < 1 or self.max_length < 2 or self.batch_size < 1:
-            raise FeaturizeError(f"top_k and batch_size must be >= 1 and max_length >= 2 (got top_k={self.top_k}, "
-                                 f"batch_size={self.batch_size}, max_length={self.max_length}). Fix: e.g. top_k 64, "
-                                 f"batch_size 32, max_length 1024.")
-
-    def sae_spec(self) -> str:
-        """The SAE to use: ``sae`` if set, else the default dir ``train-sae`` writes for this model."""
-        if self.sae:
-            return self.sae
-        from transformers import AutoConfig
-
-        from saerl_hf.models import default_layer
-
-        layer = self.layer if self.layer is not None else default_layer(
-            AutoConfig.from_pretrained(resolve_model_path(self.model), trust_remote_code=self.trust_remote_code))
-        path = default_sae_dir(self.model, layer, self.sae_width, self.sae_k)
-        if not path.is_dir():
-            raise SAELoadError(
-                f"No SAE given and the default SAE {path} does not exist. Fix: run `saerl-hf train-sae --model "
-                f"{self.model}` first, or pass --sae <dir | org/repo | release:sae_id>."
-            )
-        return str(path)
-
-
-def native_bf16(device: str | None = None) -> bool:
-    """Whether bfloat16 matmuls run natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX-BF16
-    (there oneDNN's bf16 kernels beat float32 by ~2.5x; elsewhere bf16 is emulated and slower)."""
-    if (device or _default_device(None)).startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    except OSError:
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
-
-
 def resolve_dtype(dtype: str, device: str | None = None) -> str:
-    """The reader dtype to use: ``auto`` becomes bfloat16 where it is native (:func:`native_bf16`), else float32.
-    The resolved name is what provenance and the fingerprint record."""
-    if dtype == "auto":
-        return "bfloat16" if native_bf16(device) else "float32"
-    if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
-        raise FeaturizeError(f"dtype '{dtype}' is not a torch dtype. Fix: use float32, bfloat16 or auto.")
-    return dtype
+    """The reader dtype (``auto`` resolved by :func:`saerl_hf.devices.resolve_dtype`, without initialising CUDA);
+    an unknown name raises :class:`FeaturizeError`."""
+    try:
+        return devices.resolve_dtype(dtype, device)
+    except ValueError as err:
+        raise FeaturizeError(str(err)) from None
 
 
 def _sae_handle(spec: str, sae_id: str | None, model: str) -> SAEHandle:
@@ -155,12 +74,6 @@ def _sae_handle(spec: str, sae_id: str | None, model: str) -> SAEHandle:
     if key not in _SAE_HANDLES:
         _SAE_HANDLES[key] = load_sae(spec, model_name=model, sae_id=sae_id, device="cpu")
     return _SAE_HANDLES[key]
-
-
-def _default_device(rank: int | None) -> str:
-    if torch.cuda.is_available():
-        return f"cuda:{rank % torch.cuda.device_count()}" if rank is not None else "cuda"
-    return "cpu"
 
 
 class Featurizer:
@@ -171,18 +84,26 @@ class Featurizer:
     """
 
     def __init__(self, sae: str, model: str = "smollm2-135m", sae_id: str | None = None, layer: int | None = None,
-                 pooling: str = "mean", top_k: int = 64, prompt_format: str = "chat",
+                 pooling: str = "mean", top_k: int | None = 64, prompt_format: str = "chat",
                  problem_column: str = "problem", source_column: str = "source", id_column: str = "id",
                  max_length: int = 1024, batch_size: int = 16, dense: bool = False, device: str | None = None,
-                 dtype: str = "float32", trust_remote_code: bool = False, reuse_prefix: bool = True):
+                 dtype: str = "float32", trust_remote_code: bool = False, reuse_prefix: bool = True,
+                 features: str = "sae"):
         if pooling not in POOLINGS:
             raise FeaturizeError(f"pooling must be one of {POOLINGS}, got '{pooling}'.")
+        if features not in FEATURE_SETS:
+            raise FeaturizeError(f"features must be one of {FEATURE_SETS}, got '{features}'.")
+        if top_k is not None and int(top_k) < 0:
+            raise FeaturizeError(f"top_k must be >= 0 (0 or None: keep every active latent), got {top_k}.")
         if prompt_format not in PROMPT_FORMATS:
             raise FeaturizeError(f"prompt_format must be one of {PROMPT_FORMATS}, got '{prompt_format}'.")
         self.sae, self.model, self.sae_id, self.layer = str(sae), model, sae_id, layer
-        self.pooling, self.top_k, self.prompt_format = pooling, int(top_k), prompt_format
+        self.pooling, self.top_k, self.prompt_format = pooling, (int(top_k) or None) if top_k is not None else None, \
+            prompt_format
+        self.features = features
         self.problem_column, self.source_column, self.id_column = problem_column, source_column, id_column
-        self.max_length, self.batch_size, self.dense = int(max_length), int(batch_size), bool(dense)
+        self.max_length, self.batch_size = int(max_length), int(batch_size)
+        self.dense = bool(dense) or features != "sae"
         self.device, self.dtype, self.trust_remote_code = device, resolve_dtype(dtype, device), trust_remote_code
         self.reuse_prefix = bool(reuse_prefix)
         self._warned_truncation = False
@@ -194,7 +115,8 @@ class Featurizer:
                    problem_column=config.problem_column, source_column=config.source_column,
                    id_column=config.id_column, max_length=config.max_length, batch_size=config.batch_size,
                    dense=config.dense, device=config.device, dtype=config.dtype,
-                   trust_remote_code=config.trust_remote_code, reuse_prefix=config.reuse_prefix)
+                   trust_remote_code=config.trust_remote_code, reuse_prefix=config.reuse_prefix,
+                   features=config.features)
 
     # ------------------------------------------------------------------ identity
 
@@ -238,7 +160,10 @@ class Featurizer:
             "d_sae": handle.d_sae,
             "d_in": handle.d_in,
             "pooling": self.pooling,
-            "top_k": self.top_k,
+            "n_features": pooled_width(self.pooling, handle.d_sae),
+            "index_layout": index_layout(self.pooling, handle.d_sae),
+            "top_k": self.top_k,  # None: every active pooled latent kept
+            "feature_set": self.features,
             "prompt_format": self.prompt_format,
             "problem_column": self.problem_column,
             "max_length": self.max_length,
@@ -251,6 +176,8 @@ class Featurizer:
         """Everything that changes the output (batch size, device and prefix reuse change it only within float
         tolerance, so they are not part of it)."""
         prov = self.provenance()
+        for derived in ("n_features", "index_layout", "feature_set"):  # follow from pooling, d_sae and `dense`: left
+            prov.pop(derived)  # out so features made before these keys existed keep their cache entries
         prov["model_files"] = _model_files_signature(self.model)
         return prov
 
@@ -336,15 +263,9 @@ class Featurizer:
                 logger.warning(msg)
         return ids_out, positions_out
 
-    def _pool(self, codes: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "mean":
-            return codes.mean(0)
-        if self.pooling == "max":
-            return codes.max(0).values
-        return codes.sum(0)
-
-    def _encode_rows(self, row_tokens: list[torch.Tensor], sae, k: int, names: list[str], layer: int) -> list[tuple]:
-        """SAE-encode the problem-token activations of a batch's rows in one call, pool each row, keep its top-k.
+    def _encode_rows(self, row_tokens: list[torch.Tensor], sae, names: list[str], layer: int) -> list[tuple]:
+        """SAE-encode the problem-token activations of a batch's rows in one call, pool each row, keep its top-k
+        (or every active entry).
 
         Returns one ``(idx, val, l0, dense mean)`` per row; ``names[j]`` names row j in errors.
         """
@@ -359,18 +280,11 @@ class Featurizer:
             bad = next(j for j, c in enumerate(codes.split(lengths)) if not torch.isfinite(c).all())
             raise ActivationError(f"{names[bad]}: NaN/inf SAE codes from finite activations. Fix: check the SAE "
                                   f"weights (reload or retrain it); a corrupt or mis-normalised SAE gives this.")
-        pooled = torch.stack([self._pool(c) for c in codes.split(lengths)])
-        vals, idx = pooled.topk(k, dim=1)
-        l0 = (pooled != 0).sum(1).tolist()
+        pooled = torch.stack([pool_codes(c, self.pooling) for c in codes.split(lengths)])
+        l0 = active_latents(pooled, self.pooling, int(sae.cfg.d_sae)).tolist()
         dense = [t.mean(0).cpu().numpy().astype(np.float32) for t in tokens.split(lengths)] if self.dense else None
-        out = []
-        for j in range(len(row_tokens)):
-            keep = vals[j] != 0
-            row_idx, row_val = idx[j][keep], vals[j][keep]
-            order = row_idx.argsort()
-            out.append((row_idx[order].cpu().numpy().astype(np.int32), row_val[order].cpu().numpy().astype(np.float32),
-                        int(l0[j]), dense[j] if dense is not None else None))
-        return out
+        return [(idx, val, int(l0[j]), dense[j] if dense is not None else None)
+                for j, (idx, val) in enumerate(sparse_rows(pooled, self.top_k))]
 
     @torch.no_grad()
     def __call__(self, batch: dict, indices=None, rank: int | None = None) -> dict:
@@ -381,14 +295,13 @@ class Featurizer:
             # with several threads hang there. One thread per worker; the workers are the parallelism.
             torch.set_num_threads(1)
             _TORCH_PID[0] = os.getpid()
-        device = self.device or _default_device(rank)
+        device = self.device or devices.default_device(rank)
         model, tokenizer, sae = self._resources(device)
         layer = check_layer(model, self.resolved_layer())
         ids, positions = self._prompts(tokenizer, batch, indices)
         n = len(ids)
         rows_out: list = [None] * n
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        k = min(self.top_k, int(sae.cfg.d_sae))
         # Causal attention: the tokens after a row's last problem token never reach its pooled positions, so
         # they are not run; the tokens before its first one (the chat template's system turn, a few-shot
         # block) are shared by the rows and run once per map batch as a KV cache the rows continue from.
@@ -407,7 +320,7 @@ class Featurizer:
                 input_ids, mask = right_pad(segments, pad_id, device)
                 acts = residual_stream(model, input_ids, mask, layer, past=past)
                 encoded = self._encode_rows([acts[b, [p - starts[i] for p in positions[i]]] for b, i in enumerate(rows)],
-                                            sae, k, [self._row_name(batch, i, indices) for i in rows], layer)
+                                            sae, [self._row_name(batch, i, indices) for i in rows], layer)
                 for i, row in zip(rows, encoded):
                     rows_out[i] = row
         STATS["rows"] += n
@@ -486,7 +399,8 @@ def featurize(dataset, config: FeaturizeConfig | None = None, **overrides):
         num_proc=config.num_proc,
         new_fingerprint=fingerprint,
         features=_output_features(dataset, featurizer, handle.d_in),
-        desc=f"featurize ({config.pooling}, top-{config.top_k}, block {featurizer.resolved_layer()})",
+        desc=f"featurize ({config.pooling}, {f'top-{config.top_k}' if config.top_k else 'all active'}, "
+             f"block {featurizer.resolved_layer()})",
         **kwargs,
     )
     if STATS["truncated"] > truncated_before:

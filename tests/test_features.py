@@ -266,8 +266,11 @@ def test_real_smollm2_on_gsm8k(smollm2_path, data_dir, tmp_path):
 
 def test_dtype_auto_resolves_by_hardware_and_bf16_features_stay_close(gsm, tiny_model_dir, tiny_sae, monkeypatch):
     """`auto` means bfloat16 only where it is native; bf16 features are close to float32's but fingerprinted apart."""
+    from saerl_hf import devices
+
+    assert F.native_bf16 is devices.native_bf16  # one implementation, CUDA-free in the parent (saerl_hf.devices)
     assert F.resolve_dtype("auto", "cpu") == ("bfloat16" if F.native_bf16("cpu") else "float32")
-    monkeypatch.setattr(F, "native_bf16", lambda device=None: False)
+    monkeypatch.setattr(devices, "native_bf16", lambda device=None: False)
     assert F.resolve_dtype("auto", "cpu") == "float32" and F.resolve_dtype("bfloat16") == "bfloat16"
     with pytest.raises(FeaturizeError, match="not a torch dtype.*Fix"):
         F.resolve_dtype("float33")

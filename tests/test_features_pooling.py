@@ -1,0 +1,88 @@
+"""Pooling variants, keeping every active latent, and the dense / hybrid feature sets of the featurizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from saerl_hf.features import FeaturizeConfig, FeaturizeError, Featurizer, featurize
+from saerl_hf.models import load_model, load_tokenizer
+from saerl_hf.prompts import problem_span, render_prompt
+from saerl_hf.sae import load_sae
+from saerl_hf.sparse import feature_provenance
+
+
+@pytest.fixture(scope="module")
+def gsm(data_dir):
+    from saerl_hf.data import load_math_dataset
+
+    return load_math_dataset("gsm8k", "test", limit=6)
+
+
+@pytest.fixture(scope="module")
+def manual_codes(gsm, tiny_model_dir, tiny_sae_dir):
+    """Per row: the SAE codes of the problem's tokens from a plain full forward (block 2 of the tiny Llama)."""
+    model, tokenizer = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
+    sae = load_sae(tiny_sae_dir).sae
+    out = []
+    for row in gsm:
+        text = render_prompt(tokenizer, row["problem"], row["source"])
+        start, end = problem_span(text, row["problem"])
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
+        offsets = enc.pop("offset_mapping")[0].tolist()
+        positions = [t for t, (a, b) in enumerate(offsets) if t > 0 and a < end and b > start]
+        with torch.no_grad():
+            out.append(sae.encode(model(**enc, output_hidden_states=True).hidden_states[3][0, positions]))
+    return out
+
+
+def _dense_row(idx, val, width):
+    row = np.zeros(width)
+    row[np.asarray(idx, dtype=int)] = val
+    return row
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "last", "mean+max"])
+def test_each_pooling_keeps_every_active_latent_of_a_manual_forward(pooling, gsm, manual_codes, tiny_model_dir,
+                                                                   tiny_sae_dir):
+    out = Featurizer(sae=tiny_sae_dir, model=tiny_model_dir, pooling=pooling, top_k=None, batch_size=4)(gsm[:])
+    for i, codes in enumerate(manual_codes):
+        expected = {"mean": codes.mean(0), "max": codes.max(0).values, "last": codes[-1],
+                    "mean+max": torch.cat([codes.mean(0), codes.max(0).values])}[pooling].numpy()
+        width = 256 if pooling == "mean+max" else 128
+        got = _dense_row(out["sae_idx"][i], out["sae_val"][i], width)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+        assert len(out["sae_idx"][i]) == int((expected != 0).sum())  # nothing cut
+        assert out["sae_l0"][i] == int((codes != 0).any(0).sum() if pooling != "last" else (codes[-1] != 0).sum())
+    if pooling == "mean+max":  # max latents sit at d_sae + i, and a latent is active in both halves or neither
+        idx = np.concatenate(out["sae_idx"])
+        assert idx.max() >= 128 and idx.min() < 128
+
+
+def test_top_k_zero_or_null_keeps_all_and_provenance_records_the_choice(gsm, tiny_model_dir, tiny_sae_dir, tmp_path):
+    assert FeaturizeConfig(top_k=0).top_k is None and FeaturizeConfig(top_k=None).top_k is None
+    with pytest.raises(FeaturizeError, match="top_k must be >= 0"):
+        FeaturizeConfig(top_k=-1)
+    with pytest.raises(FeaturizeError, match="features must be one of"):
+        FeaturizeConfig(features="sparse")
+    config = FeaturizeConfig(model=tiny_model_dir, sae=tiny_sae_dir, top_k=0, pooling="mean+max",
+                             features="sae+dense", cache_dir=str(tmp_path))
+    out = featurize(gsm, config)
+    cut = featurize(gsm, config, top_k=4)
+    assert all(len(a) > len(b) for a, b in zip(out["sae_idx"], cut["sae_idx"]))
+    assert len(out[0]["dense_mean"]) == 64  # the dense block of the hybrid features is written
+    prov = feature_provenance(out)
+    assert prov["top_k"] is None and prov["pooling"] == "mean+max" and prov["feature_set"] == "sae+dense"
+    assert prov["n_features"] == 256 and prov["d_sae"] == 128 and "max of latent" in prov["index_layout"]
+    assert out._fingerprint != cut._fingerprint
+
+
+def test_dtype_errors_are_featurize_errors_and_the_default_device_is_cuda_free():
+    from saerl_hf import devices, features
+
+    with pytest.raises(FeaturizeError, match="not a torch dtype"):
+        Featurizer(sae="unused", dtype="float33")
+    assert features.resolve_dtype("float32") == "float32"
+    assert devices.default_device() == ("cuda" if torch.cuda.device_count() else "cpu")
+    assert not torch.cuda.is_initialized()
