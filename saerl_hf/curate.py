@@ -75,6 +75,8 @@ class CurateConfig:
     layer: int | None = field(default=None, metadata={"help": "Reader block (default: the SAE's hook layer)."})
     pooling: str = field(default="mean", metadata={"help": "mean | max | sum over the problem's tokens."})
     top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt."})
+    features: str = field(default="sae", metadata={"help": "Feature set the probes fit on: sae | dense | sae+dense "
+                                                           "(dense and sae+dense also featurize the mean residual)."})
     max_length: int = field(default=384, metadata={"help": "Longer prompts are truncated (counted)."})
     featurize_batch_size: int = field(default=16, metadata={"help": "Prompts per reader forward."})
     reader_dtype: str = field(default="float32", metadata={
@@ -195,20 +197,29 @@ def label_subset(pool, config: CurateConfig, stage_dir: Path, timings: dict):
 
 def _fit_probes(config: CurateConfig, out: Path, featurized, quality_set, timings: dict) -> dict:
     """Difficulty / quality / cluster probes fitted and saved (safetensors + JSON) under ``<out>/probes``."""
-    from saerl_hf.signals import ClusterConfig, ClusterModel, DifficultyConfig, DifficultyProbe, QualityProbe
+    from saerl_hf.signals import (
+        ClusterConfig,
+        ClusterModel,
+        DifficultyConfig,
+        DifficultyProbe,
+        QualityConfig,
+        QualityProbe,
+    )
     from saerl_hf.stages import run_dir_stage
 
     stages, probes = out / "stages", out / "probes"
 
     def build_probes(tmp: Path) -> dict:
         labelled = label_subset(featurized, config, stages, timings)
-        difficulty = DifficultyProbe(DifficultyConfig(label_column=config.difficulty_label, seed=config.seed))
+        difficulty = DifficultyProbe(DifficultyConfig(label_column=config.difficulty_label, seed=config.seed,
+                                                      features=config.features))
         difficulty.fit(labelled)
         difficulty.save(tmp / "difficulty")
-        quality = QualityProbe()
+        quality = QualityProbe(QualityConfig(features=config.features))
         quality.fit(quality_set)
         quality.save(tmp / "quality")
-        clusters = ClusterModel(ClusterConfig(k=min(config.n_clusters, len(featurized)), seed=config.seed))
+        clusters = ClusterModel(ClusterConfig(k=min(config.n_clusters, len(featurized)), seed=config.seed,
+                                              features=config.features))
         clusters.fit(featurized)
         clusters.save(tmp / "clusters")
         return {"difficulty": difficulty.metrics, "quality": quality.metrics, "clusters": clusters.metrics,

@@ -113,7 +113,8 @@ def featurize_config(config, cache: Path):
     num_proc = config.featurize_num_proc
     return FeaturizeConfig(
         model=config.model, sae=config.sae, sae_width=config.sae_width, sae_k=config.sae_k, layer=config.layer,
-        pooling=config.pooling, top_k=config.top_k, max_length=config.max_length,
+        pooling=config.pooling, top_k=config.top_k, features=getattr(config, "features", "sae"),
+        max_length=config.max_length,
         batch_size=config.featurize_batch_size, map_batch_size=config.chunk_size, cache_dir=str(cache),
         dtype=config.reader_dtype, num_proc=num_proc, with_rank=bool(num_proc and num_proc > 1),
         device=rank_device(),  # cuda:<local rank> under a multi-GPU launch, else the featurizer's default
@@ -137,7 +138,7 @@ def featurize_quality_set(quality_set, featurized_pool, stage_dir: Path, featuri
     row_of = {pool_id: i for i, pool_id in enumerate(featurized_pool["id"])}
     copied = featurized_pool.select([row_of[i] for i in quality_set.select(clean)["pool_id"]])
     positives = quality_set.select(clean)
-    for column in ("sae_idx", "sae_val", "sae_l0"):
+    for column in [c for c in ("sae_idx", "sae_val", "sae_l0", "dense_mean") if c in negatives.column_names]:
         positives = positives.add_column(column, copied[column], feature=negatives.features[column])
     merged = concatenate_datasets([positives, negatives])
     merged.info.description = negatives.info.description  # the featurize provenance
