@@ -30,7 +30,8 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     args = ["report-signals", "--model", tiny_model_dir, "--sae", sae, "--n_train", "80", "--n_test", "40",
             "--n_quality_train", "40", "--clusters_k", "3", "--n_passrate", "2", "--passrate_max_new_tokens", "4",
             "--bootstrap", "20", "--cache_dir", str(tmp_path / "cache"), "--output", str(out),
-            "--img_dir", str(tmp_path / "docs" / "img")]
+            "--img_dir", str(tmp_path / "docs" / "img"), "--n_real_text", "30", "--learning_curve_sizes", "50", "80",
+            "--explain_k", "2"]
     assert cli(args) == 0
     text = out.read_text()
     for heading in ("## Difficulty", "## Quality", "## Diversity", "## Cost", "## Verdict"):
@@ -39,11 +40,23 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
                 "| SAE, logistic |", "| dense, logistic |", "| SAE k-means |", "| dense k-means |",
                 "| pass-rate labeller, k=4, 4 new tokens |"):
         assert row in text, row
+    for line in ("## SAE, dense and hybrid on the same rows", "### Quality on what it did not see",
+                 "| features | AUROC in distribution | held out: off_domain | held out: remove_numbers |",
+                 "| features | n = 50 | n = 80 |", "#### difficulty (higher = harder)", "#### quality (higher = cleaner)",
+                 "Why the hardest-scored MATH-500 problem"):
+        assert line in text, line
+    for features in ("sae", "dense_mean", "sae+dense"):
+        assert re.search(rf"^\| {re.escape(features)} \| \d\.\d{{3}} \|", text, re.M), features
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) == 4 and all((out.parent / image).is_file() for image in images)
     results = json.loads((tmp_path / "cache" / "results.json").read_text())
     assert results["difficulty"]["SAE, ElasticNetCV"]["round_trip_identical"] is True
     assert results["cost"]["passrate"]["prompts"] == 2
+    quality = {row["features"]: row for row in results["generalisation"]["quality"]}
+    assert set(quality) == {"sae", "dense_mean", "sae+dense"}
+    assert set(quality["sae"]["leave_one_kind_out"]["per_kind"]) == {"off_domain", "remove_numbers", "shuffle",
+                                                                     "truncate"}
+    assert 0.0 <= quality["sae+dense"]["real_text"] <= 1.0
     # re-rendering from the cached results gives the same page
     out.write_text("")
     assert cli(args + ["--render_only", "true"]) == 0

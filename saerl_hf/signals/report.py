@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saerl_hf.signals.report_generalisation import generalisation_section
 from saerl_hf.signals.report_render import render_markdown
 from saerl_hf.signals.report_sections import (
     Featurizer,
@@ -58,6 +59,14 @@ class ReportSignalsConfig:
     ablation_top_k: int = field(default=0, metadata={"help": "Also fit the SAE difficulty probe on features keeping "
                                                              "this many pooled latents (0 = off)."})
     ablation_n_train: int = field(default=1000, metadata={"help": "Train rows for the top_k ablation."})
+    generalisation: bool = field(default=True, metadata={"help": "Also measure sae / dense / sae+dense on the same "
+                                                                 "rows: leave-one-kind-out and real-text quality, "
+                                                                 "the learning curve, the probes' top latents."})
+    n_real_text: int = field(default=500, metadata={"help": "Real-text negatives (docstrings of installed packages) "
+                                                            "for the quality probe's held-out test (0 skips)."})
+    learning_curve_sizes: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000, 7500], metadata={
+        "help": "Label counts of the difficulty learning curve (capped at n_train)."})
+    explain_k: int = field(default=5, metadata={"help": "Top latents shown per probe."})
     bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, corruptions, CV and k-means."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache (default `<SAERL_CACHE>/report-signals`)."})
@@ -80,16 +89,24 @@ def run_report(config: ReportSignalsConfig) -> dict:
         results = json.loads((cache / "results.json").read_text())
         saved = ReportSignalsConfig(**{**results["config"], "render_only": False})
         results.setdefault("sae_training", _sae_training(results["provenance"]))
-        Path(config.output).write_text(render_markdown(results, saved))
+        Path(config.output).write_text(_page(results, saved))
         return results
     results = {"config": asdict(config), **_measure(config, cache),
                "wall_seconds": round(time.time() - started, 1),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"}
     (cache / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     Path(config.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(config.output).write_text(render_markdown(results, config))
+    Path(config.output).write_text(_page(results, config))
     logger.info("wrote %s (%.0fs)", config.output, time.time() - started)
     return results
+
+
+def _page(results: dict, config: ReportSignalsConfig) -> str:
+    """The page: the measured sections, then the feature-set sections when they were measured."""
+    from saerl_hf.signals.report_generalisation import render_generalisation
+
+    page = render_markdown(results, config)
+    return page + render_generalisation(results["generalisation"]) if results.get("generalisation") else page
 
 
 def _measure(config: ReportSignalsConfig, cache: Path) -> dict:
@@ -114,7 +131,8 @@ def _measure(config: ReportSignalsConfig, cache: Path) -> dict:
     quality = quality_section(train.select(range(config.n_quality_train)), test, featurize, config, tokenizer)
     clusters = cluster_section(train, test, config)
     cost = cost_section(test, featurize, probe_dir, config)
-    return {"provenance": provenance, "difficulty": difficulty["rows"],
+    generalisation = generalisation_section(train, test, featurize, config) if config.generalisation else {}
+    return {"generalisation": generalisation, "provenance": provenance, "difficulty": difficulty["rows"],
             "difficulty_ablation": difficulty.get("ablation", {}), "sae_training": _sae_training(provenance),
             "quality": {k: v for k, v in quality.items() if k != "curves"},
             "clusters": {"rows": clusters["rows"]}, "cost": cost,

@@ -1,0 +1,88 @@
+"""The report's feature-set sections (issue 15): SAE vs dense vs sae+dense on the same rows, quality on what it did
+not see (leave-one-kind-out, real text), the difficulty learning curve, and what the probes look at.
+
+:func:`generalisation_section` measures (with :mod:`saerl_hf.signals.evaluation` and :mod:`~.explain`) and
+:func:`render_generalisation` fills ``templates/signals_generalisation.md``; ``report-signals`` appends it to the
+page. The quality sets are rebuilt exactly as ``report_sections.quality_section`` builds them, so featurizing
+them hits its cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+QUALITY_COLUMNS = ("problem", "is_clean", "corruption", "sae_idx", "sae_val", "sae_l0", "dense_mean")
+
+
+def _quality_set(clean, featurize, part: str, seed: int, name: str):
+    """Featurized clean rows (``is_clean`` 1) + their featurized corruptions, the columns the probes need."""
+    from datasets import concatenate_datasets
+
+    from saerl_hf.signals.corruptions import make_quality_dataset, off_domain_prompts
+
+    raw = make_quality_dataset(clean.select_columns(["problem", "answer"]), seed=seed,
+                               off_domain_pool=off_domain_prompts(part))
+    negatives = featurize(raw.filter(lambda r: r["is_clean"] == 0), name)
+    positives = clean.add_column("is_clean", [1] * len(clean)).add_column("corruption", ["none"] * len(clean))
+    merged = concatenate_datasets([positives.select_columns(list(QUALITY_COLUMNS)).cast(
+        negatives.select_columns(list(QUALITY_COLUMNS)).features), negatives.select_columns(list(QUALITY_COLUMNS))])
+    merged.info.description = negatives.info.description  # the featurize provenance
+    return merged
+
+
+def generalisation_section(train, test, featurize, config) -> dict:
+    """Quality generalisation per feature set, the learning curve, and the probes' explanations (JSON-ready)."""
+    from saerl_hf.signals.corruptions import real_text_dataset
+    from saerl_hf.signals.difficulty import DifficultyConfig, DifficultyProbe
+    from saerl_hf.signals.evaluation import learning_curve, quality_generalisation
+    from saerl_hf.signals.explain import probe_explanations
+    from saerl_hf.signals.quality import QualityConfig, QualityProbe
+
+    start = time.perf_counter()
+    train_q = _quality_set(train.select(range(config.n_quality_train)), featurize, "train", config.seed,
+                           "quality_train_negatives")
+    test_q = _quality_set(test, featurize, "test", config.seed + 1, "quality_test_negatives")
+    real = featurize(real_text_dataset(config.n_real_text, config.seed), "real_text_negatives") \
+        if config.n_real_text else None
+    quality_config = QualityConfig(seed=config.seed)
+    quality = quality_generalisation(train_q, test_q, real, config=quality_config)
+    curve = learning_curve(train, test, sizes=tuple(config.learning_curve_sizes), seed=config.seed,
+                           config=DifficultyConfig(label_column="level", seed=config.seed))
+    difficulty_probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed)).fit(train)
+    quality_probe = QualityProbe(quality_config).fit(train_q)
+    explanations = probe_explanations(train, difficulty_probe, quality_probe, k=config.explain_k)
+    example = test[int(np.argmax(difficulty_probe.predict(test)))]
+    from saerl_hf.signals.explain import explain
+
+    return {"quality": quality, "learning_curve": curve, "explanations": explanations,
+            "example": {"problem": example["problem"][:300],
+                        **explain(example, difficulty_probe, quality_probe, k=3)},
+            "n_real_text": config.n_real_text, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def render_generalisation(section: dict) -> str:
+    """The Markdown of :func:`generalisation_section`'s results (``templates/signals_generalisation.md``)."""
+    import jinja2
+
+    from saerl_hf.cards import TEMPLATE_DIR
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=False,  # noqa: S701 - Markdown, not HTML
+                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    sizes = sorted({row["n_labels"] for row in section["learning_curve"]})
+    curve = {}
+    for row in section["learning_curve"]:
+        curve.setdefault(row["features"], {})[row["n_labels"]] = row["spearman"]
+    kinds = sorted({k for row in section["quality"] for k in row["leave_one_kind_out"]["per_kind"]})
+    return env.get_template("signals_generalisation.md").render(
+        section=section, sizes=sizes, curve=curve, kinds=kinds, fmt=_fmt)
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
