@@ -378,8 +378,9 @@ def featurize(dataset, config: FeaturizeConfig | None = None, **overrides):
     if drop:
         dataset = dataset.remove_columns(drop)
     kwargs = {}
-    if not dataset.cache_files:
-        # In-memory datasets have no cache dir of their own: without a file name, map never caches.
+    if config.cache_dir or not dataset.cache_files:
+        # In-memory datasets have no cache dir of their own (without a file name, map never caches); a given
+        # cache_dir is honoured for file-backed inputs too.
         folder = Path(config.cache_dir) if config.cache_dir else cache_dir() / "featurize"
         folder.mkdir(parents=True, exist_ok=True)
         kwargs["cache_file_name"] = str(folder / f"{fingerprint}.arrow")

@@ -67,8 +67,9 @@ class FeaturizeConfig:
     dtype: str = field(default="float32", metadata={"help": "Reader model dtype: float32, bfloat16, or auto (bfloat16 "
                                                             "where the hardware computes it natively, else float32; "
                                                             "see docs/benchmarks.md for speed and fidelity)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Cache dir for in-memory inputs' map results "
-                                                                  "(default `<SAERL_CACHE>/featurize`)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache dir for the map results (default: the "
+                                                                  "input's own cache dir; `<SAERL_CACHE>/featurize` "
+                                                                  "for in-memory inputs)."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code (off by default)."})
 
     def __post_init__(self):

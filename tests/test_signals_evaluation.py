@@ -78,6 +78,11 @@ def test_quality_generalisation_rows_cover_every_feature_set_on_the_same_rows():
     by = {r["features"]: r for r in rows}
     assert by["sae"]["real_text"] > 0.95 and by["dense_mean"]["real_text"] < 0.75  # dense is noise here
     assert set(by["sae+dense"]["leave_one_kind_out"]["per_kind"]) == {"off_domain", "shuffle", "truncate"}
+    spread = quality_generalisation(train, test, real_negatives=negatives, feature_sets=("sae",), config=CONFIG,
+                                    interval=lambda metric, x, y: (metric(x, y) - 0.01, metric(x, y) + 0.01))[0]
+    assert spread["in_distribution_ci95"] == pytest.approx((spread["in_distribution"]["all"] - 0.01,
+                                                            spread["in_distribution"]["all"] + 0.01))
+    assert spread["real_text_ci95"][0] == pytest.approx(spread["real_text"] - 0.01)
 
 
 def regression_set(n, seed):

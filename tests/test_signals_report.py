@@ -46,7 +46,7 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
                  "Why the hardest-scored MATH-500 problem"):
         assert line in text, line
     for features in ("sae", "dense_mean", "sae+dense"):
-        assert re.search(rf"^\| {re.escape(features)} \| \d\.\d{{3}} \|", text, re.M), features
+        assert re.search(rf"^\| {re.escape(features)} \| \d\.\d{{3}} \[(\d\.\d{{3}}|n/a), ", text, re.M), features
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) == 4 and all((out.parent / image).is_file() for image in images)
     results = json.loads((tmp_path / "cache" / "results.json").read_text())

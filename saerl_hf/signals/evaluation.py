@@ -8,6 +8,8 @@
 - :func:`learning_curve`: difficulty Spearman against the number of labels the proxy was fitted on.
 
 Inputs are featurized datasets (the report featurizes them once); outputs are plain dicts for ``results.json``.
+``interval``, when given, is ``interval(metric, x, y) -> (low, high)`` with ``metric`` a function of ``(x, y)``
+(the report passes its paired bootstrap); rows then carry ``*_ci95``.
 """
 
 from __future__ import annotations
@@ -82,32 +84,47 @@ def real_text_auroc(probe: QualityProbe, clean, real_negatives) -> float:
     return auroc(probe.predict(clean), probe.predict(real_negatives))
 
 
+def _label_auroc(scores, labels) -> float:
+    labels = np.asarray(labels)
+    return auroc(np.asarray(scores)[labels == 1], np.asarray(scores)[labels == 0])
+
+
 def quality_generalisation(train, test, real_negatives=None, feature_sets=FEATURE_SETS,
-                           config: QualityConfig | None = None) -> list[dict]:
+                           config: QualityConfig | None = None, interval=None) -> list[dict]:
     """One row per feature set: in-distribution AUROC (all and per kind), leave-one-kind-out AUROC per kind and
     mean, and AUROC against ``real_negatives`` (clean test rows vs real text) when given; all on the same rows."""
     rows = []
+    test_clean = _rows(test, np.asarray(test["is_clean"]) == 1)
     for features in feature_sets:
         features = feature_set(features)
         start = time.perf_counter()
         probe = QualityProbe(replace(config or QualityConfig(), features=features)).fit(train)
-        test_clean = _rows(test, np.asarray(test["is_clean"]) == 1)
         row = {"features": features, "in_distribution": per_kind_auroc(probe, test),
                "leave_one_kind_out": leave_one_kind_out(train, test, features, config)}
+        if interval is not None:
+            row["in_distribution_ci95"] = interval(_label_auroc, probe.predict(test), np.asarray(test["is_clean"]))
         if real_negatives is not None:
             row["real_text"] = real_text_auroc(probe, test_clean, real_negatives)
+            if interval is not None:
+                scores = np.r_[probe.predict(test_clean), probe.predict(real_negatives)]
+                labels = np.r_[np.ones(len(test_clean)), np.zeros(len(real_negatives))]
+                row["real_text_ci95"] = interval(_label_auroc, scores, labels)
         row["seconds"] = round(time.perf_counter() - start, 2)
         rows.append(row)
     return rows
 
 
+def _spearman(x, y) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(x, y).statistic) if np.ptp(x) > 0 else float("nan")
+
+
 def learning_curve(train, test, sizes=LEARNING_CURVE_SIZES, feature_sets=FEATURE_SETS, label_column: str = "level",
-                   seed: int = 0, config: DifficultyConfig | None = None) -> list[dict]:
+                   seed: int = 0, config: DifficultyConfig | None = None, interval=None) -> list[dict]:
     """Spearman on ``test`` of the difficulty proxy fitted on the first n rows of one seeded permutation of
     ``train`` (nested subsets), for each n in ``sizes`` and each feature set. Sizes above ``len(train)`` are
     replaced by ``len(train)`` once (``capped: True``)."""
-    from scipy.stats import spearmanr
-
     order = np.random.default_rng(seed).permutation(len(train))
     counts = sorted({min(int(n), len(train)) for n in sizes})
     target = np.asarray(test[label_column], dtype=float)
@@ -119,8 +136,10 @@ def learning_curve(train, test, sizes=LEARNING_CURVE_SIZES, feature_sets=FEATURE
             start = time.perf_counter()
             probe = DifficultyProbe(replace(base, features=feature_set(features))).fit(subset)
             predicted = probe.predict(test)
-            rho = float(spearmanr(predicted, target).statistic) if np.ptp(predicted) > 0 else float("nan")
+            rho = _spearman(predicted, target)
             rows.append({"features": feature_set(features), "n_labels": n, "spearman": rho,
                          "capped": n == len(train) and max(sizes) > len(train),
                          "fit_seconds": round(time.perf_counter() - start, 2)})
+            if interval is not None:
+                rows[-1]["ci95"] = interval(_spearman, predicted, target)
     return rows

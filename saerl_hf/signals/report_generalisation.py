@@ -49,10 +49,15 @@ def generalisation_section(train, test, featurize, config) -> dict:
     test_q = _quality_set(test, featurize, "test", config.seed + 1, "quality_test_negatives")
     real = featurize(real_text_dataset(config.n_real_text, config.seed), "real_text_negatives") \
         if config.n_real_text else None
+    from saerl_hf.signals.report_sections import bootstrap_ci
+
+    def interval(metric, x, y):
+        return bootstrap_ci(metric, x, y, config.bootstrap, config.seed)
+
     quality_config = QualityConfig(seed=config.seed)
-    quality = quality_generalisation(train_q, test_q, real, config=quality_config)
+    quality = quality_generalisation(train_q, test_q, real, config=quality_config, interval=interval)
     curve = learning_curve(train, test, sizes=tuple(config.learning_curve_sizes), seed=config.seed,
-                           config=DifficultyConfig(label_column="level", seed=config.seed))
+                           config=DifficultyConfig(label_column="level", seed=config.seed), interval=interval)
     difficulty_probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed)).fit(train)
     quality_probe = QualityProbe(quality_config).fit(train_q)
     explanations = probe_explanations(train, difficulty_probe, quality_probe, k=config.explain_k)
@@ -76,10 +81,14 @@ def render_generalisation(section: dict) -> str:
     sizes = sorted({row["n_labels"] for row in section["learning_curve"]})
     curve = {}
     for row in section["learning_curve"]:
-        curve.setdefault(row["features"], {})[row["n_labels"]] = row["spearman"]
+        curve.setdefault(row["features"], {})[row["n_labels"]] = _fmt(row["spearman"]) + _ci(row.get("ci95"))
     kinds = sorted({k for row in section["quality"] for k in row["leave_one_kind_out"]["per_kind"]})
     return env.get_template("signals_generalisation.md").render(
-        section=section, sizes=sizes, curve=curve, kinds=kinds, fmt=_fmt)
+        section=section, sizes=sizes, curve=curve, kinds=kinds, fmt=_fmt, ci=_ci)
+
+
+def _ci(interval) -> str:
+    return f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else ""
 
 
 def _fmt(value, digits: int = 3) -> str:
