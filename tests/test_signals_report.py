@@ -31,7 +31,7 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
             "--n_quality_train", "40", "--clusters_k", "3", "--n_passrate", "2", "--passrate_max_new_tokens", "4",
             "--bootstrap", "20", "--cache_dir", str(tmp_path / "cache"), "--output", str(out),
             "--img_dir", str(tmp_path / "docs" / "img"), "--n_real_text", "30", "--learning_curve_sizes", "50", "80",
-            "--explain_k", "2"]
+            "--explain_k", "2", "--feature_variants", "max:0", "mean+max:0"]
     assert cli(args) == 0
     text = out.read_text()
     for heading in ("## Difficulty", "## Quality", "## Diversity", "## Cost", "## Verdict"):
@@ -43,7 +43,7 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     for line in ("## SAE, dense and hybrid on the same rows", "### Quality on what it did not see",
                  "| features | AUROC in distribution | held out: off_domain | held out: remove_numbers |",
                  "| features | n = 50 | n = 80 |", "#### difficulty (higher = harder)", "#### quality (higher = cleaner)",
-                 "Why the hardest-scored MATH-500 problem"):
+                 "Why the hardest-scored MATH-500 problem", "### Pooling and how many latents to keep"):
         assert line in text, line
     for features in ("sae", "dense_mean", "sae+dense"):
         assert re.search(rf"^\| {re.escape(features)} \| \d\.\d{{3}} \[(\d\.\d{{3}}|n/a), ", text, re.M), features
@@ -52,6 +52,10 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     results = json.loads((tmp_path / "cache" / "results.json").read_text())
     assert results["difficulty"]["SAE, ElasticNetCV"]["round_trip_identical"] is True
     assert results["cost"]["passrate"]["prompts"] == 2
+    variants = {row["variant"]: row for row in results["generalisation"]["variants"]}
+    assert variants["mean+max:0"]["top_k"] is None and variants["max:0"]["pooling"] == "max"
+    assert variants["mean+max:0"]["mean_kept"] == 2 * variants["max:0"]["mean_l0"]  # every latent, both halves
+    assert re.search(r"^\| mean\+max:0 \| \d+ \| \d+ \| ", text, re.M)
     quality = {row["features"]: row for row in results["generalisation"]["quality"]}
     assert set(quality) == {"sae", "dense_mean", "sae+dense"}
     assert set(quality["sae"]["leave_one_kind_out"]["per_kind"]) == {"off_domain", "remove_numbers", "shuffle",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from saerl_hf.signals.report_generalisation import generalisation_section
+from saerl_hf.signals.report_generalisation import generalisation_section, variant_sweep
 from saerl_hf.signals.report_render import render_markdown
 from saerl_hf.signals.report_sections import (
     Featurizer,
@@ -67,6 +67,10 @@ class ReportSignalsConfig:
     learning_curve_sizes: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000, 7500], metadata={
         "help": "Label counts of the difficulty learning curve (capped at n_train)."})
     explain_k: int = field(default=5, metadata={"help": "Top latents shown per probe."})
+    feature_variants: list[str] = field(default_factory=list, metadata={
+        "help": "Featurization variants 'pooling:top_k' (pooling mean | max | sum | last | mean+max; top_k 0 = every "
+                "active latent) whose difficulty Spearman (sae and sae+dense) is measured; each re-featurizes the "
+                "train and test sets. Example: mean:0 max:0 mean+max:0 last:0 mean:64."})
     bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, corruptions, CV and k-means."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache (default `<SAERL_CACHE>/report-signals`)."})
@@ -132,6 +136,8 @@ def _measure(config: ReportSignalsConfig, cache: Path) -> dict:
     clusters = cluster_section(train, test, config)
     cost = cost_section(test, featurize, probe_dir, config)
     generalisation = generalisation_section(train, test, featurize, config) if config.generalisation else {}
+    if generalisation and config.feature_variants:
+        generalisation["variants"] = variant_sweep(train_raw, test_raw, config, cache)
     return {"generalisation": generalisation, "provenance": provenance, "difficulty": difficulty["rows"],
             "difficulty_ablation": difficulty.get("ablation", {}), "sae_training": _sae_training(provenance),
             "quality": {k: v for k, v in quality.items() if k != "curves"},

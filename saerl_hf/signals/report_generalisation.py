@@ -70,6 +70,48 @@ def generalisation_section(train, test, featurize, config) -> dict:
             "n_real_text": config.n_real_text, "seconds": round(time.perf_counter() - start, 1)}
 
 
+def parse_variant(text: str) -> tuple[str, int | None]:
+    """``"mean+max:0"`` -> ``("mean+max", None)``; ``"mean:64"`` -> ``("mean", 64)`` (0 or no k: keep all)."""
+    from saerl_hf.pooling import POOLINGS
+
+    pooling, _, k = text.partition(":")
+    if pooling not in POOLINGS or (k and not k.isdigit()):
+        raise ValueError(f"feature variant '{text}' is not 'pooling:top_k' with pooling in {POOLINGS}. Fix: e.g. "
+                         f"mean:0 (every active latent) or max:64.")
+    return pooling, (int(k) or None) if k else None
+
+
+def variant_sweep(train_raw, test_raw, config, cache) -> list[dict]:
+    """Difficulty Spearman (SAE and sae+dense, with intervals) for each featurization variant in
+    ``config.feature_variants`` (``pooling:top_k``), featurized with the report's other settings."""
+    from dataclasses import replace
+
+    from saerl_hf.signals.difficulty import DifficultyConfig, DifficultyProbe
+    from saerl_hf.signals.evaluation import _spearman
+    from saerl_hf.signals.report_sections import Featurizer, bootstrap_ci
+
+    rows = []
+    levels = np.asarray(test_raw["level"], dtype=float)
+    for variant in config.feature_variants:
+        pooling, top_k = parse_variant(variant)
+        featurize = Featurizer(replace(config, pooling=pooling, top_k=top_k or 0), cache)
+        start = time.perf_counter()
+        train, test = featurize(train_raw, f"math_train[{variant}]"), featurize(test_raw, f"math500_test[{variant}]")
+        row = {"variant": variant, "pooling": pooling, "top_k": top_k,
+               "featurize_seconds": round(time.perf_counter() - start, 1),
+               "mean_l0": float(np.mean(train["sae_l0"])), "mean_kept": float(np.mean([len(r) for r in
+                                                                                       train["sae_idx"]]))}
+        for features in ("sae", "sae+dense"):
+            probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed, features=features))
+            predicted = probe.fit(train).predict(test)
+            row[features] = {"spearman": _spearman(predicted, levels),
+                             "ci95": bootstrap_ci(_spearman, predicted, levels, config.bootstrap, config.seed)}
+        logger.info("variant %s: Spearman sae %.3f, sae+dense %.3f", variant, row["sae"]["spearman"],
+                    row["sae+dense"]["spearman"])
+        rows.append(row)
+    return rows
+
+
 def render_generalisation(section: dict) -> str:
     """The Markdown of :func:`generalisation_section`'s results (``templates/signals_generalisation.md``)."""
     import jinja2
