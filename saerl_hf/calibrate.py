@@ -158,21 +158,19 @@ def cli_main(argv: list[str] | None = None) -> int:
 
     from trl import TrlParser
 
-    from saerl_hf.configs import ConfigError, parse_config
+    from saerl_hf.configs import parse_config
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        (config,) = parse_config(TrlParser((CalibrateConfig,), prog="saerl-hf calibrate"), argv)
-    except ConfigError as err:
-        print(err)
-        return 2
+    (config,) = parse_config(TrlParser((CalibrateConfig,), prog="saerl-hf calibrate"), argv)
     run_calibration(config, command="saerl-hf calibrate " + " ".join(shlex.quote(a) for a in argv))
     print(f"calibration: {config.report_path}")
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the same error handling as `saerl-hf calibrate`
     import sys
 
-    sys.exit(cli_main())
+    from saerl_hf.cli import main as saerl_hf_main
+
+    sys.exit(saerl_hf_main(["calibrate", *sys.argv[1:]]))

@@ -553,16 +553,12 @@ def parse_args(argv: list[str] | None = None):
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    from saerl_hf.configs import ConfigError
-
-    try:
-        script_args, training_args, model_args = parse_args(argv)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 2
-    main(script_args, training_args, model_args)
+    """``saerl-hf train``: a bad option is a ConfigError, printed as one ``error:`` line by saerl_hf.cli."""
+    main(*parse_args(argv))
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(cli_main())
+if __name__ == "__main__":  # `accelerate launch -m saerl_hf.grpo ...`: the same error handling as `saerl-hf train`
+    from saerl_hf.cli import main as saerl_hf_main
+
+    sys.exit(saerl_hf_main(["train", *sys.argv[1:]]))

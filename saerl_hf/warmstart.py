@@ -135,20 +135,18 @@ def run_warmstart(config: WarmStartConfig) -> dict:
 def cli_main(argv: list[str] | None = None) -> int:
     from trl import TrlParser
 
-    from saerl_hf.configs import ConfigError, parse_config
+    from saerl_hf.configs import parse_config
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        (config,) = parse_config(TrlParser((WarmStartConfig,), prog="saerl-hf warmstart"), argv)
-    except ConfigError as err:
-        print(err)
-        return 2
+    (config,) = parse_config(TrlParser((WarmStartConfig,), prog="saerl-hf warmstart"), argv)
     record = run_warmstart(config)
     print(f"warm start: {record['model_path']} ({record['n_examples']} examples, {record['seconds']} s)")
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the same error handling as `saerl-hf warmstart`
     import sys
 
-    sys.exit(cli_main())
+    from saerl_hf.cli import main as saerl_hf_main
+
+    sys.exit(saerl_hf_main(["warmstart", *sys.argv[1:]]))

@@ -67,8 +67,6 @@ def test_train_unknown_curriculum_is_one_line_with_status_2(tmp_path):
     assert "curriculum must be one of" in line and "got 'foo'" in line and "Fix" in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="grpo.cli_main prints its ConfigError itself (without `error: `); "
-                                       "it should let the error reach saerl_hf.cli (issue 17)")
 def test_train_unknown_curriculum_error_line(tmp_path):
     proc = _saerl_hf(["train", "--curriculum", "foo"], tmp_path)
     _assert_one_error_line(proc, "curriculum must be one of", "got 'foo'", "Fix: set `curriculum:`")
@@ -96,3 +94,12 @@ def test_known_errors_are_those_of_loaded_modules():
     assert is_known(ConfigError("x")) and is_known(DataError("y"))
     assert not is_known(ValueError("a bug")) and not is_known(KeyError("k"))
     assert format_error(DataError("line 1\n  line 2. Fix: this")) == "error: line 1 line 2. Fix: this"
+
+
+def test_module_launch_speaks_like_the_cli(tmp_path):
+    """`accelerate launch -m saerl_hf.grpo` runs the module: its errors read like `saerl-hf train`'s."""
+    env = {key: value for key, value in os.environ.items() if key != "SAERL_DEBUG"}
+    proc = subprocess.run([sys.executable, "-m", "saerl_hf.grpo", "--curriculum", "foo"], cwd=tmp_path,
+                          env={**env, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    _assert_one_error_line(proc, "curriculum", "foo")
