@@ -156,6 +156,22 @@ def keep_run_logs(config: ExperimentConfig, run_dir: Path, arm: str, seed: int) 
     return dest
 
 
+def keep_finished_runs(config: ExperimentConfig) -> list[Path]:
+    """Copy every finished run under output_dir (and the shared step-0 score) to the results dir."""
+    import shutil
+
+    kept = []
+    for summary in sorted(Path(config.output_dir).glob("runs/*/seed*/saerl_training.json")):
+        run_dir = summary.parent
+        kept.append(keep_run_logs(config, run_dir, run_dir.parent.name, int(run_dir.name.removeprefix("seed"))))
+    for name in ("step0.json", "probe_step0.json"):
+        source, dest = Path(config.output_dir) / name, results_root(config) / name
+        if source.is_file() and not dest.is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, dest)
+    return kept
+
+
 def run_warmstart_stage(config: ExperimentConfig) -> dict:
     """The shared SFT warm start (reused when it exists with the same settings)."""
     from trl import TrlParser
@@ -342,6 +358,8 @@ def cli_main(argv: list[str] | None = None) -> int:
 
     if flags.probe_only:
         probe_runs(config)
+    if flags.report_only or flags.probe_only:
+        keep_finished_runs(config)
     data = write_report(config) if flags.report_only or flags.probe_only else run_experiment(config)
     print(json.dumps(data["analysis"], indent=1, default=str))
     print(f"report: {config.report_path}")
