@@ -31,9 +31,14 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
             "--n_quality_train", "40", "--clusters_k", "3", "--n_passrate", "2", "--passrate_max_new_tokens", "4",
             "--bootstrap", "20", "--cache_dir", str(tmp_path / "cache"), "--output", str(out),
             "--img_dir", str(tmp_path / "docs" / "img"), "--n_real_text", "30", "--learning_curve_sizes", "50", "80",
-            "--explain_k", "2", "--feature_variants", "max:0", "mean+max:0"]
+            "--explain_k", "2", "--feature_variants", "max:0", "mean+max:0", "--top_k", "0"]
     assert cli(args) == 0
     text = out.read_text()
+    # the page says what top_k 0 means and its regenerate line carries the flags that made it
+    assert "every active latent kept" in text and "top-None" not in text
+    for flag in ("--top_k 0 ", "--reader_dtype auto ", "--generalisation true ", "--n_real_text 30 ",
+                 "--learning_curve_sizes 50 80 ", "--explain_k 2 ", "--feature_variants max:0 mean+max:0\n"):
+        assert flag in text, flag
     for heading in ("## Difficulty", "## Quality", "## Diversity", "## Cost", "## Verdict"):
         assert heading in text
     for row in ("| SAE, ElasticNetCV |", "| dense, ElasticNetCV |", "| prompt length (tokens) |",
@@ -52,6 +57,8 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     results = json.loads((tmp_path / "cache" / "results.json").read_text())
     assert results["difficulty"]["SAE, ElasticNetCV"]["round_trip_identical"] is True
     assert results["cost"]["passrate"]["prompts"] == 2
+    dtype = results["provenance"]["dtype"]  # auto: bfloat16 where native (devices.native_bf16), else float32
+    assert dtype in ("bfloat16", "float32") and f"reader in {dtype}." in text
     variants = {row["variant"]: row for row in results["generalisation"]["variants"]}
     assert variants["mean+max:0"]["top_k"] is None and variants["max:0"]["pooling"] == "max"
     assert variants["mean+max:0"]["mean_kept"] == 2 * variants["max:0"]["mean_l0"]  # every latent, both halves

@@ -48,6 +48,9 @@ class ReportSignalsConfig:
     top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt (featurize top_k)."})
     pooling: str = field(default="mean", metadata={"help": "Pooling of SAE codes over the problem's tokens."})
     max_length: int = field(default=256, metadata={"help": "Prompt tokens read per problem (longer are cut)."})
+    reader_dtype: str = field(default="auto", metadata={"help": "Reader model dtype when featurizing: float32, "
+                                                                "bfloat16, or auto (bfloat16 where it is native, "
+                                                                "see saerl_hf/devices.py; else float32)."})
     n_train: int = field(default=2000, metadata={"help": "MATH train problems (random, seeded) to fit on."})
     n_test: int = field(default=500, metadata={"help": "MATH-500 problems to evaluate on."})
     n_quality_train: int = field(default=800, metadata={"help": "Train problems whose corruptions train the probe."})

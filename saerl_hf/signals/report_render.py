@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from saerl_hf.signals.report import ReportSignalsConfig
 
 TEMPLATE = "signals_report.md"
-PROVENANCE_KEYS = ("model", "layer", "hook", "sae", "sae_hash", "d_sae", "pooling", "top_k", "d_in")
+PROVENANCE_KEYS = ("model", "layer", "hook", "sae", "sae_hash", "d_sae", "pooling", "top_k", "d_in",
+                   "dtype")
 
 
 def _environment():

@@ -57,6 +57,7 @@ class Featurizer:
         self.config = FeaturizeConfig(model=config.model, sae=config.sae, sae_width=config.sae_width,
                                       sae_k=config.sae_k, layer=config.layer, top_k=config.top_k,
                                       pooling=config.pooling, max_length=config.max_length, dense=True,
+                                      dtype=config.reader_dtype,
                                       cache_dir=str(cache / "featurize"))
         self.timings_path = cache / "featurize_timings.json"
         self.timings = json.loads(self.timings_path.read_text()) if self.timings_path.is_file() else {}
