@@ -42,7 +42,7 @@ from saerl_hf.pooling import (
     pooled_width,
     sparse_rows,
 )
-from saerl_hf.sae import SAEHandle, SAELoadError, load_sae
+from saerl_hf.sae_load import SAEHandle, SAELoadError, load_sae
 from saerl_hf.sparse import feature_provenance, to_csr, write_provenance
 
 __all__ = [
