@@ -91,6 +91,12 @@ class ExperimentConfig:
     companions: list[str] = field(default_factory=list, metadata={
         "help": "Other experiments (their YAML), summarised in a section of this report from their saved "
                 "results.json, e.g. the transfer experiment beside the main one."})
+    testbed: list[str] = field(default_factory=list, metadata={
+        "help": "What the testbed is and how it was calibrated, one line each (the report lists them under "
+                "'The testbed', before the results)."})
+    calibration_json: str | None = field(default=None, metadata={
+        "help": "Per-problem pass rates of the policy (saerl-hf calibrate's JSON): the difficulty proxy is checked "
+                "against them on problems outside its labelled subset (proxy_check.json in the results dir)."})
     history: list[str] = field(default_factory=list, metadata={
         "help": "Earlier designs of this comparison and what they gave, one entry each (the report lists them "
                 "under 'What was tried', so a regenerated page keeps them)."})
@@ -324,6 +330,9 @@ def run_experiment(config: ExperimentConfig) -> dict:
     if config.warmstart_config:
         run_warmstart_stage(config)
     curated = run_curate_stage(config)
+    from saerl_hf.experiment_stats import check_proxy
+
+    check_proxy(config, curated)
     heldout = build_heldout(config, curated)
     if config.shared_step0:
         step0_accuracy(config, heldout, base_grpo_values(config))
@@ -360,6 +369,9 @@ def cli_main(argv: list[str] | None = None) -> int:
         probe_runs(config)
     if flags.report_only or flags.probe_only:
         keep_finished_runs(config)
+        from saerl_hf.experiment_stats import check_proxy
+
+        check_proxy(config, curate_output(config))
     data = write_report(config) if flags.report_only or flags.probe_only else run_experiment(config)
     print(json.dumps(data["analysis"], indent=1, default=str))
     print(f"report: {config.report_path}")

@@ -62,6 +62,7 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
             f"{a['heldout_n']} | {_pct(info.get('start_accuracy'))} | {final} | {info.get('delta_points', 'n/a')} "
             f"| {reach_text} | {a['seconds_per_step']:.1f} | {a['wall_clock_s'] / 60:.1f} min |"
         )
+    lines += testbed_lines(config)
     lines += gate_lines(agg)
     if analysis:
         lines += ["", "## Verdict", ""]
@@ -117,6 +118,20 @@ def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: st
               f"- arms: {', '.join(f'{arm} = {ARMS[arm]}' for arm in agg)}",
               f"- runs: {config.runs}; accelerate config `{config.accelerate_config}`"]
     return "\n".join(lines) + "\n"
+
+
+def testbed_lines(config: ExperimentConfig) -> list[str]:
+    """The testbed's description (from the recipe) and the difficulty proxy's check against measured pass rates."""
+    items = list(config.testbed)
+    path = results_root(config) / "proxy_check.json"
+    if path.is_file():
+        check = json.loads(path.read_text())
+        rho = check["spearman_difficulty_vs_pass_rate"]
+        items.append(f"Difficulty proxy vs the policy's measured pass rates (k=8, `{config.calibration_json}`) on "
+                     f"{check['n']} pool problems outside its {check['n_labelled']} labelled prompts: Spearman "
+                     + ("n/a" if rho is None else f"{rho:+.2f} (p={check['p_value']:.2f}; a good proxy is strongly "
+                        "negative: harder = lower pass rate)") + f"; problems per source {check['by_source']}.")
+    return ["", "## The testbed", ""] + [f"- {item}" for item in items] if items else []
 
 
 def gate_lines(agg: dict) -> list[str]:

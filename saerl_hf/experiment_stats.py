@@ -169,3 +169,33 @@ def _seed_se(a: dict, base: dict, step: int) -> float | None:
     if len(ours) < 2 or len(theirs) < 2:
         return None
     return float(np.sqrt(np.var(ours, ddof=1) / len(ours) + np.var(theirs, ddof=1) / len(theirs)))
+
+
+def check_proxy(config, curated: Path) -> dict | None:
+    """Spearman of the pool's difficulty proxy with measured pass rates (calibration_json) on problems that are in
+    the scored pool but not in the proxy's labelled subset: does the proxy predict what this policy can solve?"""
+    from datasets import load_from_disk
+    from scipy.stats import spearmanr
+
+    from saerl_hf.experiment import base_grpo_values, results_root
+
+    out = results_root(config) / "proxy_check.json"
+    pool_dir, labels_dir = curated / "stages" / "07_signals", curated / "stages" / "labels_pass_rate"
+    if not config.calibration_json or not pool_dir.is_dir():
+        return json.loads(out.read_text()) if out.is_file() else None
+    calibration = json.loads(Path(config.calibration_json).read_text())
+    policy = base_grpo_values(config)["model_name_or_path"]
+    measured = {p["id"]: p["pass_rate"] for setting in calibration["settings"] if setting["model"] == policy
+                for p in setting["problems"]}
+    labelled = set(load_from_disk(str(labels_dir))["id"]) if labels_dir.is_dir() else set()
+    pool = load_from_disk(str(pool_dir)).select_columns(["id", "source", "difficulty"])
+    pairs = [(r["difficulty"], measured[r["id"]], r["source"]) for r in pool
+             if r["id"] in measured and r["id"] not in labelled]
+    rho = spearmanr([d for d, _, _ in pairs], [p for _, p, _ in pairs]) if len(pairs) > 2 else None
+    record = {"n": len(pairs), "n_labelled": len(labelled), "policy": policy,
+              "spearman_difficulty_vs_pass_rate": None if rho is None else float(rho.statistic),
+              "p_value": None if rho is None else float(rho.pvalue),
+              "by_source": {src: sum(1 for *_, s in pairs if s == src) for src in sorted({s for *_, s in pairs})}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    return record

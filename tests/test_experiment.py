@@ -84,8 +84,8 @@ def test_companion_experiment_is_summarised_beside_the_main_result(tmp_path):
 
 def test_final_models_are_probed_on_a_harder_test_split(tmp_path, tiny_model_dir, data_dir):
     """Each finished run's saved model and the untrained policy are scored once on GSM8K test; reruns reuse it."""
+    from saerl_hf._testing import save_tiny_model
     from saerl_hf.experiment import probe_runs
-    from saerl_hf.models import save_tiny_model
 
     config = _experiment(tmp_path, "probe", {("vanilla", 0): [(20, 0.2)], ("saerl", 0): [(20, 0.2)]},
                          probe_benchmark="gsm8k", probe_limit=3, probe_max_new_tokens=4)
@@ -172,3 +172,30 @@ def test_finished_runs_are_kept_in_the_results_dir_and_not_rerun(tmp_path):
     data = write_report(config)
     assert data["aggregate"]["vanilla"]["seeds"] == [0, 1] and data["aggregate"]["vanilla"]["mean"] == [0.1, 0.2, 0.3]
     assert (Path(config.results_dir) / "results.json").is_file()
+
+
+def test_proxy_check_uses_only_problems_outside_the_labelled_subset(tmp_path):
+    """The difficulty proxy is scored against measured pass rates on pool problems it was not fitted on."""
+    from datasets import Dataset
+
+    from saerl_hf.experiment_stats import check_proxy
+
+    curated = tmp_path / "curated"
+    ids = [f"q{i}" for i in range(12)]
+    Dataset.from_dict({"id": ids, "source": ["a"] * 6 + ["b"] * 6, "difficulty": [float(i) for i in range(12)]}) \
+        .save_to_disk(str(curated / "stages" / "07_signals"))
+    Dataset.from_dict({"id": ids[:4]}).save_to_disk(str(curated / "stages" / "labels_pass_rate"))
+    # measured pass rates fall as the proxy's difficulty rises, except on the labelled rows (which must not count)
+    problems = [{"id": q, "pass_rate": (1.0 if i < 4 else 1 - i / 12)} for i, q in enumerate(ids)]
+    (tmp_path / "cal.json").write_text(json.dumps({"settings": [
+        {"model": "policy", "problems": problems}, {"model": "other", "problems": [{"id": "q5", "pass_rate": 9}]}]}))
+    grpo = tmp_path / "grpo.yaml"
+    grpo.write_text(yaml.safe_dump({"model_name_or_path": "policy"}))
+    config = ExperimentConfig(output_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "results"),
+                              grpo_config=str(grpo), calibration_json=str(tmp_path / "cal.json"),
+                              report_path=str(tmp_path / "docs" / "r.md"))
+    record = check_proxy(config, curated)
+    assert record["n"] == 8 and record["n_labelled"] == 4 and record["by_source"] == {"a": 2, "b": 6}
+    assert record["spearman_difficulty_vs_pass_rate"] == -1.0
+    assert json.loads((tmp_path / "results" / "proxy_check.json").read_text()) == record
+    assert check_proxy(config, tmp_path / "gone") == record  # no curated dir (a new machine): the kept record
