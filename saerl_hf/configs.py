@@ -19,7 +19,7 @@ from saerl_hf.errors import SaerlError, is_known
 __all__ = ["ConfigError", "parse_config", "valid_options"]
 
 
-class ConfigError(SaerlError):
+class ConfigError(SaerlError, ValueError):
     """A recipe or command line that cannot be used: missing file, unknown option, wrong type or invalid value."""
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saerl_hf.errors import SaerlError
 from saerl_hf.pool import (  # noqa: F401  (re-exported: the pool stages live in pool.py)
     featurize_config,
     featurize_pool_stages,
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SOURCES = ["gsm8k:train", "math:train", "mawps", "svamp", "asdiv"]
 
 
-class CurateError(ValueError):
+class CurateError(SaerlError, ValueError):
     """A curate config or input that cannot work; the message says which field and the fix."""
 
 
@@ -73,8 +74,11 @@ class CurateConfig:
     sae_width: int = field(default=4096, metadata={"help": "Width of the default SAE."})
     sae_k: int = field(default=32, metadata={"help": "k of the default TopK SAE."})
     layer: int | None = field(default=None, metadata={"help": "Reader block (default: the SAE's hook layer)."})
-    pooling: str = field(default="mean", metadata={"help": "mean | max | sum over the problem's tokens."})
-    top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt."})
+    pooling: str = field(default="mean", metadata={
+        "help": "Pooling of SAE codes over the problem's tokens: mean | max | sum | last (the last problem token) | "
+                "mean+max (one index space of width 2*d_sae: the max of latent i at d_sae + i)."})
+    top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt (0 or null keeps every active "
+                                                     "latent)."})
     features: str = field(default="sae", metadata={"help": "Feature set the probes fit on: sae | dense | sae+dense "
                                                            "(dense and sae+dense also featurize the mean residual)."})
     max_length: int = field(default=384, metadata={"help": "Longer prompts are truncated (counted)."})
@@ -330,6 +334,7 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
         "config": asdict(config),
         "command": command,
         "holdout_rows": len(load_from_disk(str(out / "holdout"))) if (out / "holdout").is_dir() else 0,
+        "explanations": _explanations(out, featurized),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     provenance = _provenance(config, read_provenance(ordered))
@@ -341,6 +346,15 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
                               command=command)
         summary["push"] = {"repo_id": result.repo_id, "revision": result.revision, "commit_sha": result.commit_sha}
     return summary
+
+
+def _explanations(out: Path, pool) -> list[dict]:
+    """The dataset card's "What the probes look at": each fitted probe's top latents described on the pool."""
+    from saerl_hf.signals import DifficultyProbe, QualityProbe
+    from saerl_hf.signals.explain import probe_explanations
+
+    return probe_explanations(pool, difficulty=DifficultyProbe.load(out / "probes" / "difficulty"),
+                              quality=QualityProbe.load(out / "probes" / "quality"))
 
 
 def _count(values) -> dict:

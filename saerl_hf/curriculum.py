@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from saerl_hf.errors import SaerlError
 from saerl_hf.sparse import read_provenance, write_provenance
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ BATCH_COLUMN = "curriculum_batch"
 SPEC_KEY = "curriculum"  # dataset info: saerl.curriculum = the order's recipe (mode, mixing, seed, key columns)
 
 
-class CurriculumError(ValueError):
+class CurriculumError(SaerlError, ValueError):
     """A bad ordering request; the message names the field and the fix."""
 
 

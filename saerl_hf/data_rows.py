@@ -13,6 +13,8 @@ import math
 import os
 from pathlib import Path
 
+from saerl_hf.errors import SaerlError
+
 logger = logging.getLogger("saerl_hf.data")
 
 CANONICAL_COLUMNS = ("id", "problem", "answer", "solution", "source", "subject", "level")
@@ -20,7 +22,7 @@ REQUIRED_COLUMNS = ("problem", "answer")
 MARKERS = ("_row", "_skip", "_bad_level")  # per-row outcome of the Arrow map, read back vectorised
 
 
-class DataError(ValueError):
+class DataError(SaerlError, ValueError):
     """Bad or missing data; the message names the file/row/field and the fix."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from saerl_hf.errors import SaerlError
 from saerl_hf.models import resolve_model_path
 from saerl_hf.pooling import FEATURE_SETS, POOLINGS
 from saerl_hf.sae import SAELoadError, default_sae_dir
@@ -15,7 +16,7 @@ from saerl_hf.sae import SAELoadError, default_sae_dir
 PROMPT_FORMATS = ("chat", "plain")
 
 
-class FeaturizeError(ValueError):
+class FeaturizeError(SaerlError, ValueError):
     """A row or setting the featurizer cannot use; the message names the row/field and the fix."""
 
 

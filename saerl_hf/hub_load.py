@@ -15,17 +15,19 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saerl_hf.errors import SaerlError
+
 ARTEFACT_DIR = "saerl"
 PUSH_RECORD = f"{ARTEFACT_DIR}/push.json"
 HASH_MARKER = "saerl-dataset-sha256:"
 PUSH_FORMAT = "saerl-hf/curated-push/1"
 
 
-class HubPushError(RuntimeError):
+class HubPushError(SaerlError, RuntimeError):
     """A push did not complete; the message says which step, why, and that a rerun resumes it."""
 
 
-class CuratedLoadError(ValueError):
+class CuratedLoadError(SaerlError, ValueError):
     """A curated dataset could not be loaded (missing revision, files, or a content mismatch).
 
     ``reason`` says which: ``"revision"``, ``"repo"``, ``"not_curated"`` (no push record: a plain dataset),

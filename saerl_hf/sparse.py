@@ -11,10 +11,12 @@ import json
 
 import numpy as np
 
+from saerl_hf.errors import SaerlError
+
 FEATURE_COLUMNS = ("sae_idx", "sae_val")
 
 
-class MissingFeaturesError(ValueError):
+class MissingFeaturesError(SaerlError, ValueError):
     """A dataset without SAE feature columns reached a step that needs them."""
 
 
@@ -93,12 +95,16 @@ def require_features(dataset) -> None:
 
 
 def to_csr(dataset, width: int | None = None):
-    """Stack ``sae_idx``/``sae_val`` into a ``scipy.sparse.csr_matrix`` of shape (rows, d_sae)."""
+    """Stack ``sae_idx``/``sae_val`` into a ``scipy.sparse.csr_matrix`` of shape (rows, width).
+
+    The default width is the provenance's ``n_features`` (the index space: ``2 * d_sae`` under mean+max
+    pooling), else its ``d_sae`` (features written before ``n_features`` was recorded)."""
     from scipy.sparse import csr_matrix
 
     require_features(dataset)
     if width is None:
-        width = feature_provenance(dataset).get("d_sae")
+        provenance = feature_provenance(dataset)
+        width = provenance.get("n_features") or provenance.get("d_sae")
     width = int(width) if width is not None else None
     table = dataset.with_format("arrow").select_columns(list(FEATURE_COLUMNS))[:]
     idx_col, val_col = table.column("sae_idx").combine_chunks(), table.column("sae_val").combine_chunks()

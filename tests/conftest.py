@@ -41,7 +41,7 @@ def smollm2_path() -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     """A tiny random Llama (4 layers, hidden 64) with the real SmolLM2 tokenizer, saved to disk."""
-    from saerl_hf.models import save_tiny_model
+    from saerl_hf._testing import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
@@ -49,7 +49,7 @@ def tiny_model_dir(tmp_path_factory) -> str:
 @pytest.fixture()
 def tiny():
     """(model, tokenizer) of a tiny random Llama, in memory."""
-    from saerl_hf.models import tiny_model
+    from saerl_hf._testing import tiny_model
 
     return tiny_model()
 

@@ -242,8 +242,8 @@ def test_sae_given_as_a_file_says_pass_its_directory(gsm, fconfig, tiny_sae_dir)
 
 def test_sae_of_the_wrong_width_fails_before_any_row(gsm, fconfig, tmp_path):
     from saerl_hf import features as F
+    from saerl_hf._testing import save_tiny_model
     from saerl_hf.features import featurize
-    from saerl_hf.models import save_tiny_model
     from saerl_hf.sae import SAELoadError
 
     narrow = save_tiny_model(tmp_path / "narrow", hidden_size=32)  # the SAE reads width 64

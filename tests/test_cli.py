@@ -96,6 +96,26 @@ def test_known_errors_are_those_of_loaded_modules():
     assert format_error(DataError("line 1\n  line 2. Fix: this")) == "error: line 1 line 2. Fix: this"
 
 
+def test_user_errors_share_the_base_and_keep_their_own():
+    from saerl_hf.configs import ConfigError
+    from saerl_hf.curate import CurateError
+    from saerl_hf.curriculum import CurriculumError
+    from saerl_hf.data import DataError
+    from saerl_hf.errors import KNOWN_ERRORS, SaerlError
+    from saerl_hf.features import FeaturizeError
+    from saerl_hf.hub import CuratedLoadError, HubPushError
+    from saerl_hf.models import ModelNotFoundError
+    from saerl_hf.sparse import InvalidFeaturesError, MissingFeaturesError
+
+    for cls in (ConfigError, CurateError, CurriculumError, DataError, FeaturizeError, CuratedLoadError,
+                ModelNotFoundError, MissingFeaturesError, InvalidFeaturesError):
+        assert issubclass(cls, SaerlError) and issubclass(cls, ValueError) and is_known(cls("x")), cls
+    assert issubclass(HubPushError, SaerlError) and issubclass(HubPushError, RuntimeError)
+    assert not issubclass(HubPushError, ValueError)  # a push failure is not a bad value
+    for cls in (ConfigError, DataError, HubPushError):
+        assert f"{cls.__module__}:{cls.__name__}" not in KNOWN_ERRORS  # the base says it; no by-name entry
+
+
 def test_module_launch_speaks_like_the_cli(tmp_path):
     """`accelerate launch -m saerl_hf.grpo` runs the module: its errors read like `saerl-hf train`'s."""
     env = {key: value for key, value in os.environ.items() if key != "SAERL_DEBUG"}

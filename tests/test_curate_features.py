@@ -7,6 +7,7 @@ import json
 
 from datasets import load_from_disk
 
+from saerl_hf.cards import render_card
 from saerl_hf.curate import CurateConfig, run_curate
 
 
@@ -22,3 +23,12 @@ def test_curate_fits_every_probe_on_the_chosen_feature_set(tiny_model_dir, tiny_
         assert saved["feature_width"] == 128 + 64  # the SAE block and the dense block
     curated = load_from_disk(str(tmp_path / "run" / "dataset"))
     assert {"difficulty", "quality", "cluster", "dense_mean"} <= set(curated.column_names)
+    # summary.json keeps the probes' explanations, so the card a push renders from it shows them
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [e["signal"] for e in summary["explanations"]] == ["difficulty", "quality"]
+    assert all(e["features"] == "sae+dense" and e["latents"] for e in summary["explanations"])
+    assert all(latent["examples"] and latent["label"] for e in summary["explanations"] for latent in e["latents"])
+    record = {"dataset_sha256": "0" * 64, "splits": {"train": len(curated)}, "artefacts": {},
+              "push_command": "saerl-hf push", "versions": {}}
+    card = render_card("", "me/data", "v1", {"sae": "s"}, summary, record, [("id", "string")])
+    assert "## What the probes look at" in card and "### quality (higher = cleaner; sae+dense features)" in card

@@ -200,7 +200,7 @@ def test_long_prompts_are_truncated_counted_and_warned_once(gsm, config):
 
 
 def test_nan_activations_raise(gsm, tiny_sae, tmp_path):
-    from saerl_hf.models import tiny_model
+    from saerl_hf._testing import tiny_model
 
     model, tokenizer = tiny_model()
     with torch.no_grad():

@@ -10,7 +10,7 @@ from saerl_hf.features import FeaturizeConfig, FeaturizeError, Featurizer, featu
 from saerl_hf.models import load_model, load_tokenizer
 from saerl_hf.prompts import problem_span, render_prompt
 from saerl_hf.sae import load_sae
-from saerl_hf.sparse import feature_provenance
+from saerl_hf.sparse import feature_provenance, to_csr
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,7 @@ def test_top_k_zero_or_null_keeps_all_and_provenance_records_the_choice(gsm, tin
     assert prov["top_k"] is None and prov["pooling"] == "mean+max" and prov["feature_set"] == "sae+dense"
     assert prov["n_features"] == 256 and prov["d_sae"] == 128 and "max of latent" in prov["index_layout"]
     assert out._fingerprint != cut._fingerprint
+    assert to_csr(out).shape == (len(gsm), 256)  # the default width is the index space, not d_sae
 
 
 def test_dtype_errors_are_featurize_errors_and_the_default_device_is_cuda_free():

@@ -215,7 +215,7 @@ def test_lora_run_pushes_the_adapter_once_without_pickles_and_reloads(tiny_model
 
 def test_accelerate_launch_base_model_without_chat_template(tmp_path):
     """A base-model policy (no chat template, like Gemma 3 270M) trains on few-shot text prompts."""
-    from saerl_hf.models import save_tiny_model
+    from saerl_hf._testing import save_tiny_model
 
     model_dir = save_tiny_model(tmp_path / "model")
     config = json.loads((Path(model_dir) / "tokenizer_config.json").read_text())

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from saerl_hf._testing import tiny_model
 from saerl_hf.models import (
     ModelNotFoundError,
     default_layer,
@@ -16,7 +17,6 @@ from saerl_hf.models import (
     load_model,
     load_tokenizer,
     resolve_model_path,
-    tiny_model,
 )
 
 

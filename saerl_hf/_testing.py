@@ -1,0 +1,52 @@
+"""Fixtures for tests and benchmarks, not part of the public API: a tiny random Llama with the real SmolLM2
+tokenizer, in memory or saved as a model directory."""
+
+from __future__ import annotations
+
+import os
+
+from saerl_hf.models import load_tokenizer
+
+__all__ = ["save_tiny_model", "tiny_model"]
+
+
+def tiny_model(
+    tokenizer_name: str = "smollm2-135m",
+    num_hidden_layers: int = 4,
+    hidden_size: int = 64,
+    seed: int = 0,
+):
+    """A randomly initialised Llama with the real SmolLM2 tokenizer's vocabulary, for fast unit tests.
+
+    Returns ``(model, tokenizer)``. Deterministic for a seed.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tokenizer(tokenizer_name)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.eval()
+    return model, tokenizer
+
+
+def save_tiny_model(path: str | os.PathLike, **kwargs) -> str:
+    """Write a tiny model + tokenizer to ``path`` (so scripts that take a model path can use it)."""
+    model, tokenizer = tiny_model(**kwargs)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
