@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 from saerl_hf.activations import cache_keyword
 
@@ -126,6 +127,47 @@ def _greedy_compacting(model, input_ids, attention_mask, max_new_tokens: int, st
     return tokens
 
 
+def _generation_config(model, tokenizer, max_new_tokens: int, temperature: float, top_p: float):
+    """The model's generation config set for this call: greedy at temperature 0, else sampling with top_p."""
+    config = copy.deepcopy(model.generation_config)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    config.update(max_new_tokens=max_new_tokens, pad_token_id=pad_id, num_return_sequences=1, max_length=None,
+                  min_length=0)
+    if temperature == 0:
+        config.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        config.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=0)
+    return config
+
+
+def _generate_batch(model, input_ids, attention_mask, config, stop_ids: set, compact: bool,
+                    seed: int | None) -> list[list[int]]:
+    """New token ids per row of one left-padded batch; ``seed`` (sampling only) seeds torch first."""
+    import torch
+
+    if compact:
+        return _greedy_compacting(model, input_ids, attention_mask, config.max_new_tokens, stop_ids)
+    if seed is not None:
+        torch.manual_seed(seed)
+    generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+    return generated[:, input_ids.shape[1]:].tolist()
+
+
+@contextmanager
+def _eval_left_padded(model, tokenizer):
+    """The model in eval mode and the tokenizer padding left for the call; both restored after, even on error."""
+    was_training = model.training
+    model.eval()
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = old_side
+        if was_training:
+            model.train()
+
+
 def generate(
     model,
     tokenizer,
@@ -164,15 +206,7 @@ def generate(
     # Jobs = (prompt index, copy); longest first so the largest batch (memory peak) comes first.
     jobs = sorted(((i, c) for i in range(len(prompts)) for c in range(copies)), key=lambda job: -len(encoded[job[0]]))
 
-    config = copy.deepcopy(model.generation_config)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    config.update(max_new_tokens=max_new_tokens, pad_token_id=pad_id, num_return_sequences=1, max_length=None,
-                  min_length=0)
-    if greedy:
-        config.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    else:
-        config.update(do_sample=True, temperature=float(temperature), top_p=float(top_p), top_k=0)
-
+    config = _generation_config(model, tokenizer, max_new_tokens, temperature, top_p)
     outputs: list[list[str | None]] = [[None] * copies for _ in prompts]
     counts: list[list[int]] = [[0] * copies for _ in prompts]
     finished: list[list[bool]] = [[False] * copies for _ in prompts]
@@ -180,37 +214,20 @@ def generate(
     stop_ids = {i for i in eos_ids if i is not None} or {tokenizer.eos_token_id}
     compact = greedy and compact_greedy and _can_compact(model, config)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        with tqdm(total=len(jobs), desc=desc, unit="seq", disable=not progress) as bar, torch.inference_mode():
-            for batch_index, start in enumerate(range(0, len(jobs), batch_size)):
-                batch = jobs[start:start + batch_size]
-                padded = tokenizer.pad([{"input_ids": encoded[i]} for i, _ in batch], padding=True,
-                                       return_tensors="pt")
-                input_ids = padded["input_ids"].to(device)
-                attention_mask = padded["attention_mask"].to(device)
-                if compact:
-                    rows = _greedy_compacting(model, input_ids, attention_mask, max_new_tokens, stop_ids)
-                else:
-                    if not greedy:
-                        torch.manual_seed(seed + batch_index)
-                    generated = model.generate(input_ids=input_ids, attention_mask=attention_mask,
-                                               generation_config=config)
-                    rows = generated[:, input_ids.shape[1]:].tolist()
-                texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
-                for ids, (i, c), text in zip(rows, batch, texts):
-                    outputs[i][c] = text
-                    stop = next((pos for pos, tok in enumerate(ids) if tok in stop_ids), None)
-                    counts[i][c] = len(ids) if stop is None else stop + 1
-                    finished[i][c] = stop is not None
-                bar.update(len(batch))
-    finally:
-        tokenizer.padding_side = old_side
-        if was_training:
-            model.train()
+    with _eval_left_padded(model, tokenizer), torch.inference_mode(), tqdm(
+            total=len(jobs), desc=desc, unit="seq", disable=not progress) as bar:
+        for batch_index, start in enumerate(range(0, len(jobs), batch_size)):
+            batch = jobs[start:start + batch_size]
+            padded = tokenizer.pad([{"input_ids": encoded[i]} for i, _ in batch], padding=True, return_tensors="pt")
+            rows = _generate_batch(model, padded["input_ids"].to(device), padded["attention_mask"].to(device),
+                                   config, stop_ids, compact=compact, seed=None if greedy else seed + batch_index)
+            texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
+            for ids, (i, c), text in zip(rows, batch, texts):
+                outputs[i][c] = text
+                stop = next((pos for pos, tok in enumerate(ids) if tok in stop_ids), None)
+                counts[i][c] = len(ids) if stop is None else stop + 1
+                finished[i][c] = stop is not None
+            bar.update(len(batch))
     if greedy and n > 1:
         outputs, counts, finished = ([row * n for row in table] for table in (outputs, counts, finished))
     if return_details:
