@@ -193,7 +193,8 @@ def build_heldout(config: ExperimentConfig, curated: Path) -> Path:
     from datasets import load_from_disk
 
     out = Path(config.output_dir) / "heldout"
-    if (out / "dataset_info.json").is_file():
+    ids_path = results_root(config) / "heldout_ids.json"
+    if (out / "dataset_info.json").is_file() and ids_path.is_file():
         return out
     holdout = load_from_disk(str(curated / "holdout"))
     by_source: dict[str, list[int]] = {}
@@ -201,7 +202,20 @@ def build_heldout(config: ExperimentConfig, curated: Path) -> Path:
         by_source.setdefault(source, []).append(i)
     picked = [rows[: config.heldout_per_source] for rows in by_source.values()]
     order = [rows[j] for j in range(max(map(len, picked))) for rows in picked if j < len(rows)]
-    holdout.select(order).flatten_indices().save_to_disk(str(out))
+    # One held-out set for every arm: a problem whose text is also in the pool (MAWPS subsets share problems) is
+    # left out here, not by each run against its own (filtered) train rows.
+    pool = curated / "stages" / "07_signals"
+    in_pool = set(load_from_disk(str(pool))["problem"]) if pool.is_dir() else set()
+    order = [i for i in order if holdout[i]["problem"] not in in_pool]
+    heldout = holdout.select(order).flatten_indices()
+    if (out / "dataset_info.json").is_file():
+        import shutil
+
+        shutil.rmtree(out)
+    heldout.save_to_disk(str(out))
+    ids_path.parent.mkdir(parents=True, exist_ok=True)
+    ids_path.write_text(json.dumps({"n": len(heldout), "left_out_in_pool": sum(map(len, picked)) - len(order),
+                                    "ids": list(heldout["id"])}))
     return out
 
 

@@ -44,6 +44,12 @@ def collect(output_dir: Path) -> dict[str, dict[int, dict]]:
     runs: dict[str, dict[int, dict]] = {}
     step0_path = Path(output_dir) / "step0.json"
     step0 = json.loads(step0_path.read_text()) if step0_path.is_file() else None
+    ids_path = Path(output_dir) / "heldout_ids.json"
+    if step0 is not None and "correct_ids" in step0 and ids_path.is_file():
+        # step 0 was scored before the held-out set lost its pool-overlapping problems: score it on the same items
+        ids = set(json.loads(ids_path.read_text())["ids"])
+        correct = sorted(set(step0["correct_ids"]) & ids)
+        step0 = {**step0, "correct_ids": correct, "n": len(ids), "accuracy": len(correct) / max(1, len(ids))}
     for summary in sorted(Path(output_dir).glob("runs/*/seed*/saerl_training.json")):
         arm, seed = summary.parent.parent.name, int(summary.parent.name.removeprefix("seed"))
         run = load_run(summary.parent)
