@@ -199,3 +199,30 @@ def test_proxy_check_uses_only_problems_outside_the_labelled_subset(tmp_path):
     assert record["spearman_difficulty_vs_pass_rate"] == -1.0
     assert json.loads((tmp_path / "results" / "proxy_check.json").read_text()) == record
     assert check_proxy(config, tmp_path / "gone") == record  # no curated dir (a new machine): the kept record
+
+
+def test_one_heldout_set_for_every_arm_and_step0_on_the_same_items(tmp_path):
+    """Held-out problems whose text is also in the pool are left out once, for every arm (not per run against its
+    own train rows), and a step-0 score made before that is restricted to the same items."""
+    from datasets import Dataset
+
+    from saerl_hf.experiment import build_heldout
+    from saerl_hf.experiment_stats import collect
+
+    curated = tmp_path / "curated"
+    Dataset.from_dict({"id": ["a1", "a2", "b1", "b2"], "problem": ["pa1", "shared", "pb1", "pb2"],
+                       "source": ["a", "a", "b", "b"]}).save_to_disk(str(curated / "holdout"))
+    Dataset.from_dict({"id": ["x"], "problem": ["shared"]}).save_to_disk(str(curated / "stages" / "07_signals"))
+    config = ExperimentConfig(output_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "res"),
+                              heldout_per_source=2)
+    from datasets import load_from_disk
+
+    heldout = load_from_disk(str(build_heldout(config, curated)))
+    assert list(heldout["id"]) == ["a1", "b1", "b2"]  # round-robin over sources, 'shared' left out
+    ids = json.loads((tmp_path / "res" / "heldout_ids.json").read_text())
+    assert ids["n"] == 3 and ids["left_out_in_pool"] == 1
+    (tmp_path / "res" / "step0.json").write_text(json.dumps({"step": 0, "accuracy": 0.5, "n": 4,
+                                                             "correct_ids": ["a2", "b1"]}))
+    _write_run(tmp_path / "res", "vanilla", 0, [(10, 2 / 3)])
+    run = collect(tmp_path / "res")["vanilla"][0]
+    assert run["curve"][0] == (0, 1 / 3) and run["solved"][0] == {"b1"}
