@@ -6,6 +6,10 @@
 
 Every YAML key is a field of :class:`GRPOScriptArguments`, TRL's ``GRPOConfig`` or ``ModelConfig`` and can
 be overridden on the command line (``--max_steps 5``).
+
+Split along its seams: :mod:`saerl_hf.grpo_data` (train set, prompts, held-out rows),
+:mod:`saerl_hf.grpo_heldout` (the held-out callback), :mod:`saerl_hf.grpo_card` (model card and push); this
+module keeps the arguments and ``main``, and every public name stays importable from here.
 """
 
 from __future__ import annotations
@@ -18,18 +22,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from transformers import TrainerCallback
 from trl import GRPOConfig, ModelConfig, TrlParser
+
+from saerl_hf.grpo_card import MODEL_CARD_TEMPLATE, PUSH_IGNORE_PATTERNS, push_output, write_model_card
+from saerl_hf.grpo_data import DROP_COLUMNS_PREFIX, load_heldout, load_train_dataset, prepare_prompts
+from saerl_hf.grpo_heldout import HeldOutEvalCallback
 
 logger = logging.getLogger("saerl_hf.grpo")
 
 CURRICULA = ("vanilla", "rank", "saerl", "difficulty", "cluster", "random", "adaptive")
-DROP_COLUMNS_PREFIX = ("sae_",)  # sparse feature columns: large and not needed by rewards
-MODEL_CARD_TEMPLATE = "model_card.md"  # found by saerl_hf.cards.card_template (package data)
-# Never uploaded: pickles (Trainer's training_args.bin, torch.save'd optimizer/scheduler/RNG states, any *.bin,
-# *.pt, *.pkl) and run folders; model weights go up as safetensors only.
-PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
-                        "*.pickle", "*.joblib", "optimizer.*", "scheduler.*", "rng_state*", "training_args*"]
 
 
 @dataclass
@@ -94,199 +95,6 @@ class GRPOScriptArguments:
         if self.dataset_limit is not None and self.dataset_limit < 1:
             raise ValueError(f"dataset_limit must be >= 1 (or null for all rows), got {self.dataset_limit}. "
                              f"Fix: drop it or give a positive row count.")
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def _is_saved_dataset(path: Path) -> bool:
-    return (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
-
-
-def load_train_dataset(name: str, split: str = "train", revision: str | None = None, config: str | None = None,
-                       limit: int | None = None):
-    """Local dir / curated dir / data file / benchmark name(s) / Hub id -> a ``datasets.Dataset``."""
-    import datasets
-
-    from saerl_hf import data as sdata
-
-    path = Path(name).expanduser()
-    ds = None
-    if path.is_dir():
-        if (path / "dataset").is_dir() and (path / "provenance.json").is_file():
-            from saerl_hf.hub import load_curated
-
-            ds = load_curated(path).dataset
-        elif _is_saved_dataset(path):
-            ds = datasets.load_from_disk(str(path))
-        else:
-            raise FileNotFoundError(
-                f"'{name}' is a directory but neither a save_to_disk dataset nor a curated dir "
-                f"(dataset/ + provenance.json). Fix: point dataset_name at one of those."
-            )
-    elif path.is_file():
-        kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix)
-        if kind is None:
-            raise ValueError(f"unsupported data file '{name}'. Fix: use .jsonl, .json, .parquet or .csv.")
-        ds = datasets.load_dataset(kind, data_files=str(path), split="train")
-    else:
-        names = [n.strip() for n in name.split(",") if n.strip()]
-        if names and all(n in sdata.list_benchmarks() for n in names):
-            if len(names) == 1:
-                ds = sdata.load_math_dataset(names[0], split=split, limit=limit)
-            else:
-                ds = sdata.load_mixture(names, split=split, limit_per_source=limit)
-        else:
-            from saerl_hf.hub import CuratedLoadError, load_curated
-
-            try:
-                ds = load_curated(name, revision=revision).dataset
-            except CuratedLoadError as err:
-                # A missing revision/repo, an unsafe file list or a content mismatch is the answer, not a cue to
-                # retry as a plain dataset (whose error would hide it); only "no push record" falls through.
-                if err.reason != "not_curated":
-                    raise
-                ds = datasets.load_dataset(name, config, split=split, revision=revision)
-            except Exception:  # noqa: BLE001 - offline or not a dataset repo we can inspect: plain Hub dataset
-                ds = datasets.load_dataset(name, config, split=split, revision=revision)
-    if isinstance(ds, datasets.DatasetDict):
-        if split not in ds:
-            raise ValueError(f"split '{split}' not in {name} (splits: {', '.join(ds)}). Fix: set dataset_train_split.")
-        ds = ds[split]
-    if limit is not None and len(ds) > limit:
-        ds = ds.select(range(limit))
-    return ds
-
-
-def prepare_prompts(ds, tokenizer=None):
-    """Add TRL's ``prompt`` from ``problem`` (+ ``source``) with the shared prompt builder.
-
-    Conversational (a list of messages) when the tokenizer has a chat template; a base model without one
-    (Gemma 3 270M base) gets the same few-shot text prompt the evaluation gives it (``prompts.plain_prompt``),
-    so training and held-out scoring see one prompt.
-    """
-    from saerl_hf.prompts import build_messages, family_of, plain_prompt
-
-    cols = ds.column_names
-    drop = [c for c in cols if c.startswith(DROP_COLUMNS_PREFIX)]
-    if drop:
-        ds = ds.remove_columns(drop)
-    if "prompt" in cols:
-        return ds
-    for needed in ("problem", "answer"):
-        if needed not in cols:
-            raise ValueError(f"the train dataset has no '{needed}' column (columns: {', '.join(cols)}). "
-                             f"Fix: use the canonical schema of saerl_hf.data (problem, answer, source, ...).")
-    has_source = "source" in cols
-    if tokenizer is not None and not getattr(tokenizer, "chat_template", None):
-        return ds.map(
-            lambda row: {"prompt": plain_prompt(row["problem"], family_of(row["source"] if has_source else None))},
-            desc="prompts (few-shot text)",
-        )
-    return ds.map(
-        lambda row: {"prompt": build_messages(row["problem"], row["source"] if has_source else None)},
-        desc="prompts",
-    )
-
-
-# ----------------------------------------------------------------------------- held-out evaluation
-
-
-class HeldOutEvalCallback(TrainerCallback):
-    """Greedy accuracy on a held-out slice every N steps, logged through ``trainer.log`` (console,
-    ``report_to`` backends and ``state.log_history``). Each process scores its shard; counts are summed."""
-
-    def __init__(self, rows: list[dict], name: str, every: int, max_new_tokens: int, batch_size: int,
-                 on_start: bool = True):
-        self.rows, self.name, self.every = rows, name, int(every)
-        self.max_new_tokens, self.batch_size, self.on_start = max_new_tokens, batch_size, on_start
-        self.trainer = None
-        self.history: list[dict] = []
-        self.seconds_in_train = 0.0  # scoring time counted in train_runtime (everything before on_train_end)
-        self._last_step = -1
-
-    def evaluate(self, step: int) -> dict:
-        import torch
-
-        from saerl_hf.evaluation import evaluate_model
-
-        trainer = self.trainer
-        acc = trainer.accelerator
-        shard = self.rows[acc.process_index :: acc.num_processes]
-        model = acc.unwrap_model(trainer.model)
-        was_training = model.training
-        model.eval()
-        start = time.perf_counter()
-        correct, correct_ids, lengths = 0.0, [], []
-        if shard:
-            with torch.no_grad():
-                res = evaluate_model(
-                    model, trainer.processing_class, [self.name], datasets={self.name: shard},
-                    max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, progress=False, make_plots=False,
-                )
-            bench = res["benchmarks"][self.name]
-            correct = bench["accuracy"] * bench["n_items"]
-            items = res["items"][self.name]
-            correct_ids = [item["id"] for item in items if item.get("verdicts") and item["verdicts"][0]]
-            lengths = [n for item in items for n in item.get("new_tokens", [])]
-        totals = acc.reduce(torch.tensor([correct, float(len(shard))], device=acc.device), reduction="sum")
-        accuracy = float(totals[0] / max(totals[1], 1.0))
-        if acc.num_processes > 1:
-            from accelerate.utils import gather_object
-
-            correct_ids, lengths = gather_object(correct_ids), gather_object(lengths)
-        record = {f"heldout/{self.name}/accuracy": accuracy, f"heldout/{self.name}/n": int(totals[1]),
-                  "heldout/seconds": round(time.perf_counter() - start, 2),
-                  "heldout/mean_new_tokens": round(sum(lengths) / max(1, len(lengths)), 2)}
-        # which items were solved: the paired (same items) standard error of a change needs them
-        self.history.append({"step": step, **record, "correct_ids": sorted(correct_ids)})
-        self._last_step = step
-        # Logged while the model is still in eval mode: GRPOTrainer.log then merges its (empty) eval metrics
-        # instead of taking the pending train metrics, which stay with the trainer's own step log.
-        # CallbackHandler.on_log clears control.should_log; restore it so the step's own train log still happens.
-        should_log = trainer.control.should_log
-        trainer.log(dict(record))
-        trainer.control.should_log = should_log
-        if was_training:
-            model.train()
-        return record
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if self.on_start and state.global_step == 0 and self.rows:
-            self.seconds_in_train += self.evaluate(0)["heldout/seconds"]
-        return control
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.every and state.global_step % self.every == 0:
-            self.seconds_in_train += self.evaluate(state.global_step)["heldout/seconds"]
-        return control
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.rows and self._last_step != state.global_step:
-            self.evaluate(state.global_step)
-        return control
-
-
-def load_heldout(script_args, train_ds, seed: int = 0) -> list[dict]:
-    """The held-out rows (a seeded subset of ``heldout_limit``), minus any problem also in the train set."""
-    if not script_args.heldout_dataset_name:
-        return []
-    ds = load_train_dataset(script_args.heldout_dataset_name, split=script_args.heldout_split)
-    train_problems = set(train_ds["problem"]) if "problem" in train_ds.column_names else set()
-    rows = [dict(r) for r in ds if r.get("problem") not in train_problems]
-    overlap = len(ds) - len(rows)
-    if overlap:
-        logger.info("held-out set: dropped %d problems that also appear in the train set", overlap)
-    if len(rows) > script_args.heldout_limit:
-        # a seeded random subset: held-out sets are often stored source by source, so the first N are biased
-        import numpy as np
-
-        keep = np.random.default_rng(seed).choice(len(rows), script_args.heldout_limit, replace=False)
-        rows = [rows[i] for i in sorted(keep.tolist())]
-    for i, r in enumerate(rows):
-        r.setdefault("id", f"{script_args.heldout_dataset_name}/{i}")
-        r.setdefault("source", script_args.heldout_dataset_name)
-    return rows
 
 
 # ----------------------------------------------------------------------------- main
@@ -369,70 +177,38 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     With ``use_peft`` (LoRA through TRL's ``peft_config``) the output dir holds the adapter; transformers loads
     it like a model (its ``adapter_config.json`` names the base)."""
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import get_peft_config
 
+    from saerl_hf.grpo_trainer import CurriculumGRPOTrainer
     from saerl_hf.models import load_tokenizer
     from saerl_hf.rewards import get_reward_funcs
-    from saerl_hf.samplers import CurriculumGRPOTrainer
-    from saerl_hf.signals.quality import keep_by_quality
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     _check_args(script_args, training_args)
     set_seed(training_args.seed)
     started = time.perf_counter()
 
-    ds = load_train_dataset(script_args.dataset_name, script_args.dataset_train_split, script_args.dataset_revision,
-                            script_args.dataset_config, script_args.dataset_limit)
-    quality_counts = None
-    if script_args.quality_threshold is not None or script_args.quality_keep_fraction is not None:
-        ds, quality_counts = keep_by_quality(ds, script_args.quality_threshold, script_args.quality_keep_fraction)
-        logger.info("quality filter: %s", quality_counts)
+    ds, quality_counts = _load_train_rows(script_args)
     model, model_path = _load_model(model_args, training_args)
     tokenizer = load_tokenizer(model_path, trust_remote_code=_trust_remote_code(model_args))
     ds = prepare_prompts(ds, tokenizer)
     ds, sampler, sampler_kwargs = _sampler_setup(script_args, training_args, ds)
-    heldout = load_heldout(script_args, ds, seed=training_args.seed)
-    callbacks = list(callbacks or [])
-    eval_cb = None
-    if heldout:
-        eval_cb = HeldOutEvalCallback(heldout, Path(script_args.heldout_dataset_name).name, script_args.heldout_every_steps,
-                                      script_args.heldout_max_new_tokens, script_args.heldout_batch_size,
-                                      script_args.heldout_on_start)
-        callbacks.append(eval_cb)
+    eval_cb = _heldout_callback(script_args, ds, training_args.seed)
+    callbacks = list(callbacks or []) + ([eval_cb] if eval_cb is not None else [])
     # Trainer would push the whole output dir itself (training_args.bin, a pickle, included) on every save;
     # push_output uploads once at the end with an allow-list of safe files instead.
     push_at_end, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = CurriculumGRPOTrainer(
-        model=model,
-        reward_funcs=get_reward_funcs(script_args.reward_funcs),
-        args=training_args,
-        train_dataset=ds,
-        processing_class=tokenizer,
-        peft_config=get_peft_config(model_args),
-        callbacks=callbacks,
-        sampler=sampler,
-        sampler_kwargs=sampler_kwargs,
-        adaptive_reward_key=script_args.adaptive_reward_key,
+        model=model, reward_funcs=get_reward_funcs(script_args.reward_funcs), args=training_args, train_dataset=ds,
+        processing_class=tokenizer, peft_config=get_peft_config(model_args), callbacks=callbacks, sampler=sampler,
+        sampler_kwargs=sampler_kwargs, adaptive_reward_key=script_args.adaptive_reward_key,
     )
     if eval_cb is not None:
         eval_cb.trainer = trainer
 
-    resume = training_args.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = get_last_checkpoint(training_args.output_dir)
-        if resume is None:
-            logger.info("no checkpoint in %s: starting fresh", training_args.output_dir)
+    resume = _resume_checkpoint(training_args)
     train_result = trainer.train(resume_from_checkpoint=resume or None)
-    seconds = time.perf_counter() - started
-
-    metrics = dict(train_result.metrics)
-    steps = max(1, trainer.state.global_step - (int(Path(resume).name.split("-")[-1]) if resume else 0))
-    eval_seconds = eval_cb.seconds_in_train if eval_cb else 0.0
-    # held-out scoring before/between steps is inside train_runtime; leave it out of the per-step cost
-    metrics["seconds_per_step"] = round((metrics.get("train_runtime", seconds) - eval_seconds) / steps, 3)
-    if eval_cb is not None and eval_cb.history:
-        metrics.update({k: v for k, v in eval_cb.history[-1].items() if k not in ("step", "correct_ids")})
+    metrics = _run_metrics(train_result, trainer, resume, eval_cb, time.perf_counter() - started)
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
     trainer.save_state()
@@ -447,102 +223,68 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
         "heldout_curve": eval_cb.history if eval_cb else [],
     }
     if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(training_args.output_dir)
-        with open(os.path.join(training_args.output_dir, "saerl_training.json"), "w") as fh:
-            json.dump(summary, fh, indent=1, default=str)
-        write_model_card(training_args.output_dir, script_args, training_args, model_args, metrics,
-                         [{k: v for k, v in e.items() if k != "correct_ids"} for e in (eval_cb.history if eval_cb
-                                                                                      else [])], len(ds))
-        if push_at_end:
-            push_output(training_args)
+        _save_run(summary, tokenizer, script_args, training_args, model_args, push_at_end)
     trainer.accelerator.wait_for_everyone()
     return summary
 
 
-# ----------------------------------------------------------------------------- card + push
+def _load_train_rows(script_args):
+    """(train dataset, quality-filter counts or None): the configured rows, filtered by quality when asked."""
+    from saerl_hf.signals.quality import keep_by_quality
+
+    ds = load_train_dataset(script_args.dataset_name, script_args.dataset_train_split, script_args.dataset_revision,
+                            script_args.dataset_config, script_args.dataset_limit)
+    quality_counts = None
+    if script_args.quality_threshold is not None or script_args.quality_keep_fraction is not None:
+        ds, quality_counts = keep_by_quality(ds, script_args.quality_threshold, script_args.quality_keep_fraction)
+        logger.info("quality filter: %s", quality_counts)
+    return ds, quality_counts
 
 
-def write_model_card(output_dir, script_args, training_args, model_args, metrics, curve, num_rows) -> Path:
-    """README.md from the model_card.md template (huggingface_hub ModelCard template); no token anywhere."""
-    import huggingface_hub
-    import transformers
-    import trl
-    from huggingface_hub import ModelCard, ModelCardData
-
-    from saerl_hf.cards import card_template
-    from saerl_hf.models import model_identity
-    from saerl_hf.redact import redact_argv
-
-    base = model_args.model_name_or_path
-    card_data = ModelCardData(
-        base_model=_hub_base_model(base),
-        library_name="transformers",
-        tags=["saerl", "grpo", "trl", f"curriculum-{script_args.curriculum}"],
-        datasets=[script_args.dataset_name] if "/" in script_args.dataset_name and not Path(script_args.dataset_name).exists() else None,
-    )
-    grpo = {k: getattr(training_args, k) for k in (
-        "learning_rate", "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
-        "generation_batch_size", "max_completion_length", "temperature", "beta", "loss_type", "num_iterations",
-        "max_steps", "seed")}
-    kwargs = dict(
-        model_id=Path(output_dir).name,
-        base_model_id=model_identity(base),
-        dataset_name=script_args.dataset_name,
-        dataset_revision=script_args.dataset_revision or "(local / default)",
-        num_rows=num_rows,
-        curriculum=script_args.curriculum,
-        curriculum_mixing=script_args.curriculum_mixing,
-        epoch_order=script_args.epoch_order,
-        reward_funcs=", ".join(script_args.reward_funcs),
-        grpo=grpo,
-        metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))},
-        curve=curve,
-        versions={"trl": trl.__version__, "transformers": transformers.__version__,
-                  "huggingface_hub": huggingface_hub.__version__},
-        command=" ".join(redact_argv(sys.argv)),
-    )
-    card = ModelCard.from_template(card_data, template_path=str(card_template(MODEL_CARD_TEMPLATE)), **kwargs)
-    path = Path(output_dir) / "README.md"
-    card.save(path)
-    return path
-
-
-def _hub_base_model(name: str) -> str | None:
-    """The Hub id of the base model for card metadata (aliases map to their upstream id; local dirs have none)."""
-    from saerl_hf.models import EMBEDDED_MODELS
-
-    if name in EMBEDDED_MODELS:
-        return EMBEDDED_MODELS[name].hub_id
-    if Path(name).expanduser().exists() or name.count("/") != 1:
+def _heldout_callback(script_args, train_ds, seed: int) -> HeldOutEvalCallback | None:
+    """The held-out callback, or None when no held-out set is configured (or none is left after dedup)."""
+    heldout = load_heldout(script_args, train_ds, seed=seed)
+    if not heldout:
         return None
-    return name
+    return HeldOutEvalCallback(heldout, Path(script_args.heldout_dataset_name).name, script_args.heldout_every_steps,
+                               script_args.heldout_max_new_tokens, script_args.heldout_batch_size,
+                               script_args.heldout_on_start)
 
 
-def push_output(training_args) -> str:
-    """Upload the output dir (safetensors weights, tokenizer, card, metrics; no checkpoints, never a pickle: see
-    PUSH_IGNORE_PATTERNS) with the token from HF_TOKEN or the saved login, never one given as an argument."""
-    from fnmatch import fnmatch
+def _resume_checkpoint(training_args):
+    """``resume_from_checkpoint`` as given, with true / last resolved to the output dir's last checkpoint."""
+    from transformers.trainer_utils import get_last_checkpoint
 
-    from huggingface_hub import HfApi
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = get_last_checkpoint(training_args.output_dir)
+        if resume is None:
+            logger.info("no checkpoint in %s: starting fresh", training_args.output_dir)
+    return resume
 
-    if getattr(training_args, "hub_token", None):
-        logger.warning("hub_token is ignored: a token on the command line or in a recipe ends up in shell history "
-                       "and logs. Set HF_TOKEN or run `hf auth login` instead.")
-    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
-    api = HfApi()  # token: HF_TOKEN, else the saved login
-    api.create_repo(repo_id, private=bool(training_args.hub_private_repo), exist_ok=True)
-    revision = getattr(training_args, "hub_revision", None)
-    if revision:
-        api.create_branch(repo_id, branch=revision, exist_ok=True)
-    root = Path(training_args.output_dir)
-    left_out = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and any(
-        fnmatch(p.relative_to(root).as_posix(), pattern) for pattern in PUSH_IGNORE_PATTERNS))
-    if left_out:
-        logger.info("not uploaded (pickles, checkpoints, logs): %s", ", ".join(left_out[:20]))
-    info = api.upload_folder(repo_id=repo_id, folder_path=str(root), revision=revision,
-                             ignore_patterns=PUSH_IGNORE_PATTERNS, commit_message="SAERL GRPO run")
-    logger.info("pushed %s to %s", training_args.output_dir, repo_id)
-    return str(getattr(info, "commit_url", repo_id))
+
+def _run_metrics(train_result, trainer, resume, eval_cb: HeldOutEvalCallback | None, seconds: float) -> dict:
+    """Trainer's metrics + seconds per step (held-out scoring left out) + the last held-out accuracy."""
+    metrics = dict(train_result.metrics)
+    steps = max(1, trainer.state.global_step - (int(Path(resume).name.split("-")[-1]) if resume else 0))
+    eval_seconds = eval_cb.seconds_in_train if eval_cb else 0.0
+    # held-out scoring before/between steps is inside train_runtime; leave it out of the per-step cost
+    metrics["seconds_per_step"] = round((metrics.get("train_runtime", seconds) - eval_seconds) / steps, 3)
+    if eval_cb is not None and eval_cb.history:
+        metrics.update({k: v for k, v in eval_cb.history[-1].items() if k not in ("step", "correct_ids")})
+    return metrics
+
+
+def _save_run(summary: dict, tokenizer, script_args, training_args, model_args, push_at_end: bool) -> None:
+    """Main process: tokenizer, saerl_training.json, the model card, and the push when asked."""
+    tokenizer.save_pretrained(training_args.output_dir)
+    with open(os.path.join(training_args.output_dir, "saerl_training.json"), "w") as fh:
+        json.dump(summary, fh, indent=1, default=str)
+    curve = [{k: v for k, v in e.items() if k != "correct_ids"} for e in summary["heldout_curve"]]
+    write_model_card(training_args.output_dir, script_args, training_args, model_args, summary["metrics"], curve,
+                     summary["num_train_rows"])
+    if push_at_end:
+        push_output(training_args)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -562,3 +304,8 @@ if __name__ == "__main__":  # `accelerate launch -m saerl_hf.grpo ...`: the same
     from saerl_hf.cli import main as saerl_hf_main
 
     sys.exit(saerl_hf_main(["train", *sys.argv[1:]]))
+
+
+__all__ = ["CURRICULA", "DROP_COLUMNS_PREFIX", "MODEL_CARD_TEMPLATE", "PUSH_IGNORE_PATTERNS", "GRPOScriptArguments",
+           "HeldOutEvalCallback", "cli_main", "load_heldout", "load_train_dataset", "main", "parse_args",
+           "prepare_prompts", "push_output", "write_model_card"]
