@@ -7,7 +7,7 @@ import os
 
 from saerl_hf.models import load_tokenizer
 
-__all__ = ["save_tiny_model", "tiny_model"]
+__all__ = ["save_tiny_model", "tiny_gemma3", "tiny_model"]
 
 
 def tiny_model(
@@ -50,3 +50,15 @@ def save_tiny_model(path: str | os.PathLike, **kwargs) -> str:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+def tiny_gemma3():
+    """A tiny random Gemma 3 (sliding-window and global layers, window 6): another family's cache layout."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=6,
+                              layer_types=["sliding_attention", "full_attention"] * 2, max_position_embeddings=128)
+    torch.manual_seed(0)
+    return Gemma3ForCausalLM(config).eval()

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from saerl_hf._testing import tiny_gemma3
 from saerl_hf.activations import (
     HookPoint,
     UnsupportedHookError,
@@ -87,21 +88,12 @@ def test_hook_point_is_an_int_that_keeps_its_site():
     assert (again.site, again.hook, int(again)) == ("resid_pre", "blocks.3.hook_resid_pre", 3)
 
 
-def _tiny_gemma3():
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    config = Gemma3TextConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=6,
-                              layer_types=["sliding_attention", "full_attention"] * 2, max_position_embeddings=128)
-    torch.manual_seed(0)
-    return Gemma3ForCausalLM(config).eval()
-
 
 @pytest.mark.parametrize("family", ["llama", "gemma3"])
 def test_each_site_captures_what_its_name_means(tiny, family):
     """resid_pre / post are hidden_states[L] / [L + 1]; attention and MLP outputs are exactly what the block adds
     to the residual stream (Gemma's post-norms included); hook_z is the heads o_proj mixes; nothing after runs."""
-    model = tiny[0] if family == "llama" else _tiny_gemma3()
+    model = tiny[0] if family == "llama" else tiny_gemma3()
     ids = torch.randint(3, 500, (2, 7), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         hidden = model(input_ids=ids, output_hidden_states=True).hidden_states

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from saerl_hf import features as F
+from saerl_hf._testing import tiny_gemma3
 from saerl_hf.activations import ActivationError, prefix_cache, residual_stream, right_pad
 from saerl_hf.features import FeaturizeConfig, FeaturizeError, Featurizer, featurize
 from saerl_hf.models import load_model, load_tokenizer
@@ -53,21 +54,11 @@ def test_early_exit_equals_full_forward_and_skips_upper_layers(tiny):
     torch.testing.assert_close(early, full, rtol=0, atol=1e-6)
 
 
-def _tiny_gemma3():
-    """A tiny random Gemma 3 (sliding-window and global layers, window 6): another family's cache layout."""
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    config = Gemma3TextConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=6,
-                              layer_types=["sliding_attention", "full_attention"] * 2, max_position_embeddings=128)
-    torch.manual_seed(0)
-    return Gemma3ForCausalLM(config).eval()
-
 
 @pytest.mark.parametrize("family", ["llama", "gemma3"])
 def test_prefix_cache_continuation_equals_the_whole_prompt(tiny, family):
     """Rows continued from a shared prefix's KV cache (right-padded) see what the whole prompt gives."""
-    model = tiny[0] if family == "llama" else _tiny_gemma3()
+    model = tiny[0] if family == "llama" else tiny_gemma3()
     gen = torch.Generator().manual_seed(0)
     prefix = torch.randint(3, 500, (9,), generator=gen).tolist()
     tails = [torch.randint(3, 500, (n,), generator=gen).tolist() for n in (5, 11, 1)]
