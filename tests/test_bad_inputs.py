@@ -509,10 +509,10 @@ def test_grpo_script_config_errors(argv, pattern):
 
 
 def test_grpo_recipe_with_unknown_key_via_the_cli_exits_2_with_the_fix(tmp_path, capsys):
-    from saerl_hf.grpo import cli_main
+    from saerl_hf.cli import main
 
     recipe = _yaml(tmp_path, "output_dir: out\nuse_cpu: true\ncuriculum: saerl\n")
-    assert cli_main(["--config", recipe]) == 2
+    assert main(["train", "--config", recipe]) == 2
     assert "'curiculum' (did you mean 'curriculum'?). Fix" in capsys.readouterr().err
 
 
