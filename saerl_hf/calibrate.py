@@ -72,12 +72,16 @@ def gradient_share(p: np.ndarray, group: int) -> float:
 
 
 def summarize(pass_rates: list[float], cut: list[float], k: int, seed: int = 0) -> dict:
-    """The table row of one source (bootstrap CI of mean p over problems)."""
+    """The table row of one source (95% bootstrap CI of mean p over problems)."""
+    from scipy.stats import bootstrap
+
     p = np.asarray(pass_rates, dtype=float)
-    rng = np.random.default_rng(seed)
-    boots = [float(rng.choice(p, p.size).mean()) for _ in range(1000)] if p.size else [float("nan")]
-    return {"n": int(p.size), "mean_p": float(p.mean()) if p.size else float("nan"),
-            "mean_p_ci": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+    if p.size > 1 and np.ptp(p) > 0:
+        ci = bootstrap((p,), np.mean, n_resamples=1000, method="percentile", random_state=seed).confidence_interval
+        interval = [float(ci.low), float(ci.high)]
+    else:  # one problem, or every problem alike: no spread to resample
+        interval = [float(p.mean()), float(p.mean())] if p.size else [float("nan")] * 2
+    return {"n": int(p.size), "mean_p": float(p.mean()) if p.size else float("nan"), "mean_p_ci": interval,
             "window": float(np.mean((p > 0) & (p < 1))) if p.size else float("nan"),
             "pass_at_k": float(np.mean(p > 0)) if p.size else float("nan"),
             "grad_8": gradient_share(p, 8), "grad_16": gradient_share(p, 16),
@@ -95,27 +99,20 @@ def dev_sample(source: str, config: CalibrateConfig):
 
 
 def measure(model: str, temperature: float, config: CalibrateConfig) -> dict:
-    """Pass rates of one policy at one temperature on every source's development sample."""
-    from saerl_hf.answers import is_correct
-    from saerl_hf.generation import generate
-    from saerl_hf.prompts import family_of, render_prompt
-    from saerl_hf.signals.passrate import _load
+    """Pass rates of one policy at one temperature on every source's development sample (the pass-rate labeller
+    that curate uses, so calibration and labels sample the same way)."""
+    from saerl_hf.signals.passrate import PassRateConfig, label_pass_rates
 
-    policy, tokenizer = _load(model)
+    labels = PassRateConfig(model=model, k=config.k, max_new_tokens=config.max_new_tokens, temperature=temperature,
+                            seed=config.seed, generation_batch_size=64)
     started = time.perf_counter()
     rows, problems = [], []
     for source in config.sources:
         ds = dev_sample(source, config)
-        prompts = [render_prompt(tokenizer, r["problem"], r["source"]) for r in ds]
-        texts, _, finished = generate(policy, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
-                                      temperature=temperature, n=config.k, batch_size=64, seed=config.seed,
-                                      return_details=True, desc=f"{source} T={temperature}")
-        rates, cut = [], []
-        for r, samples, done in zip(ds, texts, finished):
-            correct = [is_correct(text, str(r["answer"]), family_of(r["source"])) for text in samples]
-            rates.append(sum(correct) / len(samples))
-            cut += [float(not d) for d in done]
-            problems.append({"id": r["id"], "source": source, "pass_rate": rates[-1]})
+        labelled = label_pass_rates(ds, labels, batch_size=max(1, len(ds)))
+        rates = list(labelled["pass_rate"])
+        cut = [n / k for n, k in zip(labelled["n_cut"], labelled["n_samples"]) if n is not None]
+        problems += [{"id": i, "source": source, "pass_rate": r} for i, r in zip(labelled["id"], rates)]
         rows.append({"source": source, **summarize(rates, cut, config.k, config.seed)})
         logger.info("%s T=%s %s: mean p %.3f, window %.2f", model, temperature, source, rows[-1]["mean_p"],
                     rows[-1]["window"])

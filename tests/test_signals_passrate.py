@@ -24,6 +24,7 @@ def test_pass_rate_columns_deterministic_and_cached(problems, tiny_model_dir):
     config = PassRateConfig(model=tiny_model_dir, k=3, max_new_tokens=6, temperature=1.0, seed=1)
     first = label_pass_rates(problems, config, batch_size=2)
     assert first["n_samples"] == [3, 3, 3]
+    assert all(0 <= n <= 3 for n in first["n_cut"])  # samples that used all 6 tokens
     assert all(rate in (0.0, 1 / 3, 2 / 3, 1.0) for rate in first["pass_rate"])
     again = label_pass_rates(problems, config, batch_size=2)
     assert again["pass_rate"] == first["pass_rate"] and again._fingerprint == first._fingerprint

@@ -55,8 +55,8 @@ def _load(model_name: str, backend: str = "transformers"):
 
 
 class PassRateLabeller:
-    """Batched ``datasets.map`` function adding ``pass_rate`` (fraction of k samples correct) and
-    ``n_samples``. Holds only its config; the model loads lazily, once per process."""
+    """Batched ``datasets.map`` function adding ``pass_rate`` (fraction of k samples correct), ``n_samples`` and
+    ``n_cut`` (samples that used the whole budget; None where the backend does not say). Holds only its config; the model loads lazily, once per process."""
 
     def __init__(self, config: PassRateConfig | None = None):
         self.config = config if config is not None else PassRateConfig()
@@ -88,24 +88,29 @@ class PassRateLabeller:
             completions = generate_vllm(None, prompts, max_new_tokens=config.max_new_tokens,
                                         temperature=config.temperature, top_p=config.top_p, n=config.k, seed=seed,
                                         llm=model)
+            finished = [None] * len(completions)  # vLLM's texts carry no finish flag here
         else:
-            completions = generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
-                                   temperature=config.temperature, top_p=config.top_p, n=config.k,
-                                   batch_size=config.generation_batch_size, seed=seed)
-        pass_rates, n_samples = [], []
-        for samples, gold, source in zip(completions, golds, sources):
+            completions, _, finished = generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
+                                                temperature=config.temperature, top_p=config.top_p, n=config.k,
+                                                batch_size=config.generation_batch_size, seed=seed,
+                                                return_details=True)
+        pass_rates, n_samples, n_cut = [], [], []
+        for samples, gold, source, done in zip(completions, golds, sources, finished):
             family = family_of(source)
             correct = [is_correct(text, str(gold) if gold is not None else "", family) for text in samples]
             n_samples.append(len(samples))
             pass_rates.append(sum(correct) / len(samples) if samples else float("nan"))
-        return {"pass_rate": pass_rates, "n_samples": n_samples}
+            n_cut.append(None if done is None else sum(not d for d in done))
+        return {"pass_rate": pass_rates, "n_samples": n_samples, "n_cut": n_cut}
 
     def fingerprint(self) -> str:
         from saerl_hf.models import model_identity
         from saerl_hf.signals.persistence import fingerprint_of
 
         settings = {**asdict(self.config), "backend": self.backend()}  # samples differ between backends
-        return fingerprint_of("passrate", model_identity(self.config.model), json.dumps(settings, sort_keys=True))
+        # "n_cut": the columns a labelled set carries are part of the cache key (older caches lack it)
+        return fingerprint_of("passrate", "n_cut", model_identity(self.config.model),
+                              json.dumps(settings, sort_keys=True))
 
 
 def label_pass_rates(dataset, config: PassRateConfig | None = None, batch_size: int = 32, **map_kwargs):
