@@ -104,7 +104,7 @@ def learning_gate(seeds: dict[int, dict], n_items: int | None) -> dict | None:
     and adds the spread of the change over seeds: var = mean over seeds of the per-item paired variance / n +
     variance of the per-seed changes / seeds. Runs without per-item records fall back to the binomial SE.
     """
-    deltas, item_vars = [], []
+    deltas, item_vars, paired = [], [], []
     for run in seeds.values():
         if not run["curve"]:
             return None
@@ -112,17 +112,17 @@ def learning_gate(seeds: dict[int, dict], n_items: int | None) -> dict | None:
         deltas.append(acc1 - acc0)
         n = n_items or run.get("heldout_n") or 0
         before, after = run.get("solved", {}).get(first), run.get("solved", {}).get(last)
-        if before is not None and after is not None and n:
-            flips = np.array([1.0] * len(after - before) + [-1.0] * len(before - after) + [0.0] * (n - len(after ^ before)))
-            item_vars.append(float(flips.var()) / n)
+        paired.append(before is not None and after is not None)
+        if n and paired[-1]:  # per-item change in {-1, 0, +1}: its variance from the gained and lost counts
+            gained, lost = len(after - before) / n, len(before - after) / n
+            item_vars.append((gained + lost - (gained - lost) ** 2) / n)
         elif n:
             item_vars.append((acc0 * (1 - acc0) + acc1 * (1 - acc1)) / n)
     seed_var = float(np.var(deltas, ddof=1)) / len(deltas) if len(deltas) > 1 else 0.0
     se = float(np.sqrt(np.mean(item_vars) + seed_var)) if item_vars else float("nan")
     gain = float(np.mean(deltas))
-    return {"gain": gain, "se": se, "paired": len(item_vars) == len(deltas) and all(
-        run.get("solved") for run in seeds.values()), "seeds": len(deltas), "per_seed_gain": deltas,
-        "passed": bool(gain > 2 * se) and len(deltas) >= 3, "final_step": int(list(seeds.values())[0]["curve"][-1][0])}
+    return {"gain": gain, "se": se, "paired": all(paired), "seeds": len(deltas), "per_seed_gain": deltas,
+            "passed": bool(gain > 2 * se) and len(deltas) >= 3, "final_step": int(list(seeds.values())[0]["curve"][-1][0])}
 
 
 def steps_to_reach(steps: list[int], mean: list[float], target: float) -> int | None:
