@@ -7,7 +7,7 @@ import os
 
 from saerl_hf.models import load_tokenizer
 
-__all__ = ["save_tiny_model", "tiny_gemma3", "tiny_model"]
+__all__ = ["problem_codes", "save_tiny_model", "tiny_gemma3", "tiny_model"]
 
 
 def tiny_model(
@@ -62,3 +62,19 @@ def tiny_gemma3():
                               layer_types=["sliding_attention", "full_attention"] * 2, max_position_embeddings=128)
     torch.manual_seed(0)
     return Gemma3ForCausalLM(config).eval()
+
+
+def problem_codes(model, tokenizer, sae, row: dict, hidden_index: int):
+    """Reference features for featurizer tests: SAE codes of a problem's own tokens (first position left out),
+    read from a plain full forward's ``hidden_states[hidden_index]``, with none of the featurizer's shortcuts."""
+    import torch
+
+    from saerl_hf.prompts import problem_span, render_prompt
+
+    text = render_prompt(tokenizer, row["problem"], row["source"])
+    start, end = problem_span(text, row["problem"])
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
+    offsets = enc.pop("offset_mapping")[0].tolist()
+    positions = [t for t, (a, b) in enumerate(offsets) if t > 0 and a < end and b > start]
+    with torch.no_grad():
+        return sae.encode(model(**enc, output_hidden_states=True).hidden_states[hidden_index][0, positions])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from saerl_hf import features as F
-from saerl_hf._testing import tiny_gemma3
+from saerl_hf._testing import problem_codes, tiny_gemma3
 from saerl_hf.activations import ActivationError, prefix_cache, residual_stream, right_pad
 from saerl_hf.features import FeaturizeConfig, FeaturizeError, Featurizer, featurize
 from saerl_hf.models import load_model, load_tokenizer
@@ -241,14 +241,7 @@ def test_real_smollm2_on_gsm8k(smollm2_path, data_dir, tmp_path):
     # Same features from a full forward's hidden_states[16] for one prompt.
     model, tokenizer = load_model(smollm2_path), load_tokenizer(smollm2_path)
     sae = load_sae(sae_dir).sae
-    row = gsm16[5]
-    text = render_prompt(tokenizer, row["problem"], row["source"])
-    start, end = problem_span(text, row["problem"])
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
-    offsets = enc.pop("offset_mapping")[0].tolist()
-    positions = [t for t, (a, b) in enumerate(offsets) if t > 0 and a < end and b > start]
-    with torch.no_grad():
-        pooled = sae.encode(model(**enc, output_hidden_states=True).hidden_states[16][0, positions]).mean(0)
+    pooled = problem_codes(model, tokenizer, sae, gsm16[5], hidden_index=16).mean(0)
     vals, idx = pooled.topk(32)
     keep = vals > 0
     assert sorted(idx[keep].tolist()) == out[5]["sae_idx"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from saerl_hf._testing import problem_codes
 from saerl_hf.features import FeaturizeConfig, FeaturizeError, Featurizer, featurize
 from saerl_hf.models import load_model, load_tokenizer
-from saerl_hf.prompts import problem_span, render_prompt
 from saerl_hf.sae import load_sae
 from saerl_hf.sparse import feature_provenance, to_csr
 
@@ -25,16 +25,7 @@ def manual_codes(gsm, tiny_model_dir, tiny_sae_dir):
     """Per row: the SAE codes of the problem's tokens from a plain full forward (block 2 of the tiny Llama)."""
     model, tokenizer = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
     sae = load_sae(tiny_sae_dir).sae
-    out = []
-    for row in gsm:
-        text = render_prompt(tokenizer, row["problem"], row["source"])
-        start, end = problem_span(text, row["problem"])
-        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, return_tensors="pt")
-        offsets = enc.pop("offset_mapping")[0].tolist()
-        positions = [t for t, (a, b) in enumerate(offsets) if t > 0 and a < end and b > start]
-        with torch.no_grad():
-            out.append(sae.encode(model(**enc, output_hidden_states=True).hidden_states[3][0, positions]))
-    return out
+    return [problem_codes(model, tokenizer, sae, row, hidden_index=3) for row in gsm]
 
 
 def _dense_row(idx, val, width):
