@@ -1,4 +1,9 @@
-"""docs/RESULTS*.md from the saved run logs of an experiment (:mod:`saerl_hf.experiment`)."""
+"""docs/RESULTS*.md from the saved run logs of an experiment (:mod:`saerl_hf.experiment`).
+
+The page's text lives in ``saerl_hf/templates/experiment_report.md`` (and ``experiment_companion.md``);
+this module only picks the numbers out of the aggregated run logs, so ``--report_only`` rewrites the page
+without training anything.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ import yaml
 
 from saerl_hf.experiment import ARM_LABELS, ARMS, ExperimentConfig, ExperimentError, results_root
 from saerl_hf.experiment_stats import aggregate, collect, compare_arms
+
+TEMPLATE = "experiment_report.md"  # package data under saerl_hf/templates/
+COMPANION_TEMPLATE = "experiment_companion.md"  # one companion experiment, included by TEMPLATE
 
 
 def write_report(config: ExperimentConfig) -> dict:
@@ -39,154 +47,68 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
+def _render(template: str, **context) -> str:
+    """Render a page template with the project's one Jinja environment (the signals report's), plus ``pct``."""
+    from saerl_hf.signals.report_render import _environment
+
+    env = _environment()
+    env.filters["pct"] = _pct  # a fraction as a percentage with one decimal, None as "n/a"
+    return env.get_template(template).render(labels=ARM_LABELS, nan=float("nan"), **context)
+
+
 def render_report(config: ExperimentConfig, agg: dict, analysis: dict, image: str) -> str:
-    lines = [f"# {config.title}", "",
-             f"Regenerate this page from the saved run logs: `python -m saerl_hf.experiment --config <yaml> "
-             f"--report_only true` (run logs: `{results_root(config)}/runs`).", "",
-             f"![held-out accuracy, mean ± std over seeds]({image})", "",
-             "| arm | seeds | train rows | held-out n | acc. at step 0 | final acc. (mean ± std) | Δ vs vanilla (pts) "
-             "| steps to vanilla's final | s/step | wall clock / run |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    arms = analysis.get("arms", {})
-    for arm, a in agg.items():
-        info = arms.get(arm, {})
-        final = f"{_pct(a['mean'][-1])} ± {_pct(a['std'][-1])}" if a["mean"] else "n/a"
-        ratio = info.get("step_ratio")
-        reach = info.get("steps_to_vanilla_final")
-        if not analysis.get("vanilla_improved", True):
-            reach_text = "n/a (vanilla ended below its start)"
-        else:
-            reach_text = "never" if reach is None and info else (f"{reach} ({ratio:.0%})" if ratio is not None else "-")
-        lines.append(
-            f"| {ARM_LABELS.get(arm, arm)} | {','.join(map(str, a['seeds']))} | {a['num_train_rows']} | "
-            f"{a['heldout_n']} | {_pct(info.get('start_accuracy'))} | {final} | {info.get('delta_points', 'n/a')} "
-            f"| {reach_text} | {a['seconds_per_step']:.1f} | {a['wall_clock_s'] / 60:.1f} min |"
-        )
-    lines += testbed_lines(config)
-    lines += gate_lines(agg)
-    if analysis:
-        lines += ["", "## Verdict", ""]
-        for arm, info in arms.items():
-            if "verdict" in info:
-                seeds = (f", ±{100 * info['seed_2se']:.1f} points at 2 SE over seeds"
-                         if info.get("seed_2se") is not None else ", one seed: no seed spread")
-                lines.append(f"- **{ARM_LABELS.get(arm, arm)} vs vanilla: {info['verdict']}** — Δ {info['delta_points']} "
-                             f"points at step {analysis['final_step']} (noise ±{100 * analysis['noise_2se']:.1f} points "
-                             f"at 2 SE for n={agg['vanilla']['heldout_n']}{seeds}); steps to vanilla's final accuracy: "
-                             + (("never within " if info["steps_to_vanilla_final"] is None
-                                 else f"{info['steps_to_vanilla_final']} of ") + f"{analysis['final_step']} steps."
-                                if analysis.get("vanilla_improved") else "n/a (vanilla ended below its start)."))
-        finished = {arm: a["seeds"] for arm, a in agg.items()}
-        lines.append(f"- Planned runs: {config.runs}; finished: {finished}.")
-        correct = max(a["late_rewards"]["correctness"] for a in agg.values())
-        if correct < 0.05:
-            fmt = [a["late_rewards"]["format"] for a in agg.values()]
-            lines.append(f"- What it means: the correctness reward stayed below 5% of sampled completions in every arm "
-                         f"(at most {100 * correct:.1f}% over the last 10 steps), while the format reward ended at "
-                         f"{min(fmt):.2f}-{max(fmt):.2f}: at this budget GRPO reinforces the answer format, not the "
-                         f"arithmetic, so the data order and filter have almost nothing to act on. This run cannot "
-                         f"confirm or refute the paper's claim.")
-        few = [arm for arm, a in agg.items() if len(a["seeds"]) < 3]
-        if few:
-            lines.append(f"- Fewer than 3 seeds for {', '.join(few)}: the spread over seeds is barely known there, so "
-                         f"no difference involving {'it' if len(few) == 1 else 'them'} is established even where it "
-                         f"exceeds the held-out binomial noise.")
-    lines += ["", "Training signal (per-step mean reward and completion length of the sampled completions, averaged "
-              "over seeds):", "",
-              "| arm | correctness, all steps | correctness, last 10 | format, all steps | format, last 10 "
-              "| tokens/completion, first 10 | tokens/completion, last 10 | groups without reward spread, first 10 "
-              "| last 10 |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for arm, a in agg.items():
-        length, zero = a.get("completion_length", {}), a.get("zero_std", {})
-        lines.append(f"| {arm} | {a['all_rewards']['correctness']:.4f} | {a['late_rewards']['correctness']:.4f} | "
-                     f"{a['all_rewards']['format']:.4f} | {a['late_rewards']['format']:.4f} | "
-                     f"{length.get('first_10', float('nan')):.1f} | {length.get('last_10', float('nan')):.1f} | "
-                     f"{zero.get('first_10', float('nan')):.2f} | {zero.get('last_10', float('nan')):.2f} |")
-    lines += probe_lines(config, agg)
-    lines += ["", "Per-seed held-out accuracy (%) by step:", ""]
-    for arm, a in agg.items():
-        for seed, curve in sorted(a["per_seed"].items()):
-            points = ", ".join(f"{step}: {100 * acc:.1f}" for step, acc in sorted(curve.items()))
-            lines.append(f"- {arm} seed {seed}: {points}")
-    for companion in config.companions:
-        lines += ["", *companion_section(companion, report_dir=Path(config.report_path).parent)]
-    if config.history:
-        lines += ["", "## What was tried", ""] + [f"- {item}" for item in config.history]
-    lines += ["", "## Settings", "", f"- curate recipe: `{config.curate_config}` {config.curate_overrides}",
-              f"- GRPO recipe shared by every arm: `{config.grpo_config}`, overrides {config.grpo_overrides}",
-              f"- arms: {', '.join(f'{arm} = {ARMS[arm]}' for arm in agg)}",
-              f"- runs: {config.runs}; accelerate config `{config.accelerate_config}`"]
-    return "\n".join(lines) + "\n"
+    """The page (``templates/experiment_report.md``): every number comes from ``agg`` and ``analysis``."""
+    return _render(TEMPLATE, **report_context(config, agg, analysis, image))
 
 
-def testbed_lines(config: ExperimentConfig) -> list[str]:
-    """The testbed's description (from the recipe) and the difficulty proxy's check against measured pass rates."""
-    items = list(config.testbed)
+def report_context(config: ExperimentConfig, agg: dict, analysis: dict, image: str) -> dict:
+    """What the template shows: the aggregated run logs plus the few values derived from them."""
+    late = [a["late_rewards"] for a in agg.values()]
+    return {
+        "config": config, "agg": agg, "analysis": analysis, "arms": analysis.get("arms", {}), "image": image,
+        "runs_dir": f"{results_root(config)}/runs", "arm_settings": ARMS,
+        "testbed": list(config.testbed), "proxy": proxy_check(config),
+        "gates": {arm: a["gate"] for arm, a in agg.items() if a.get("gate")},
+        "finished": {arm: a["seeds"] for arm, a in agg.items()},
+        "late_correctness": max((r["correctness"] for r in late), default=float("nan")),
+        "late_format": [r["format"] for r in late],
+        "few_seeds": [arm for arm, a in agg.items() if len(a["seeds"]) < 3],
+        "probe": probe_context(config, agg),
+        "per_seed": [(arm, seed, sorted(curve.items())) for arm, a in agg.items()
+                     for seed, curve in sorted(a["per_seed"].items())],
+        "companions": [companion_context(path, Path(config.report_path).parent) for path in config.companions],
+    }
+
+
+def proxy_check(config: ExperimentConfig) -> dict | None:
+    """The difficulty proxy's check against measured pass rates (``proxy_check.json``), when it was made."""
     path = results_root(config) / "proxy_check.json"
-    if path.is_file():
-        check = json.loads(path.read_text())
-        rho = check["spearman_difficulty_vs_pass_rate"]
-        items.append(f"Difficulty proxy vs the policy's measured pass rates (k=8, `{config.calibration_json}`) on "
-                     f"{check['n']} pool problems outside its {check['n_labelled']} labelled prompts: Spearman "
-                     + ("n/a" if rho is None else f"{rho:+.2f} (p={check['p_value']:.2f}; a good proxy is strongly "
-                        "negative: harder = lower pass rate)") + f"; problems per source {check['by_source']}.")
-    return ["", "## The testbed", ""] + [f"- {item}" for item in items] if items else []
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
-def gate_lines(agg: dict) -> list[str]:
-    """The learning gate per arm: final minus step-0 held-out accuracy vs 2 SE (paired over items + seeds)."""
-    rows = [(arm, a["gate"]) for arm, a in agg.items() if a.get("gate")]
-    if not rows:
-        return []
-    lines = ["", "## Did it learn? (the gate: final minus step-0 accuracy > 2 SE, mean of >= 3 seeds)", "",
-             "| arm | seeds | gain (pts) | 2 SE (pts) | SE kind | per seed (pts) | passed |", "|---|---|---|---|---|---|---|"]
-    for arm, g in rows:
-        lines.append(f"| {arm} | {g['seeds']} | {100 * g['gain']:+.1f} | {200 * g['se']:.1f} | "
-                     f"{'paired items + seeds' if g['paired'] else 'binomial + seeds'} | "
-                     f"{', '.join(f'{100 * d:+.1f}' for d in g['per_seed_gain'])} | "
-                     f"{'yes' if g['passed'] else ('no' if g['seeds'] >= 3 else 'not yet (< 3 seeds)')} |")
-    return lines
-
-
-def probe_lines(config: ExperimentConfig, agg: dict) -> list[str]:
+def probe_context(config: ExperimentConfig, agg: dict) -> dict | None:
     """The harder probe (e.g. GSM8K test) of the final models, beside the untrained policy."""
     step0_path = results_root(config) / "probe_step0.json"
     if not config.probe_benchmark or not step0_path.is_file():
-        return []
-    step0 = json.loads(step0_path.read_text())
-    lines = ["", f"Harder probe: {step0['benchmark']} test, first {step0['n']} items, greedy, "
-             f"{step0['max_new_tokens']} new tokens, final models (untrained policy: {_pct(step0['accuracy'])}%):", "",
-             "| arm | seeds probed | accuracy (mean ± std) | per seed |", "|---|---|---|---|"]
-    for arm, a in agg.items():
-        if a["probe"]:
-            lines.append(f"| {arm} | {len(a['probe'])} | {_pct(float(np.mean(a['probe'])))} ± "
-                         f"{_pct(float(np.std(a['probe'])))} | {', '.join(_pct(x) for x in a['probe'])} |")
-    return lines
+        return None
+    rows = [{"arm": arm, "scores": a["probe"], "mean": float(np.mean(a["probe"])), "std": float(np.std(a["probe"]))}
+            for arm, a in agg.items() if a["probe"]]
+    return {"step0": json.loads(step0_path.read_text()), "rows": rows}
+
+
+def companion_context(yaml_path: str, report_dir: Path) -> dict:
+    """Another experiment (e.g. transfer to another policy) from its saved results.json, if it ran."""
+    values = yaml.safe_load(Path(yaml_path).read_text()) or {}
+    results = Path(values.get("results_dir") or values.get("output_dir", "")) / "results.json"
+    context = {"yaml_path": yaml_path, "title": values.get("title", yaml_path), "ran": results.is_file()}
+    if not context["ran"]:
+        return context
+    data = json.loads(results.read_text())
+    report = Path(values.get("report_path", ""))
+    return {**context, "agg": data["aggregate"], "arms": (data.get("analysis") or {}).get("arms", {}),
+            "report_name": report.name, "link": os.path.relpath(report, report_dir) if report.name else None}
 
 
 def companion_section(yaml_path: str, report_dir: Path) -> list[str]:
-    """A short summary of another experiment (e.g. transfer to another policy) from its saved results.json."""
-    values = yaml.safe_load(Path(yaml_path).read_text()) or {}
-    title = values.get("title", yaml_path)
-    results = Path(values.get("results_dir") or values.get("output_dir", "")) / "results.json"
-    lines = [f"## {title}", ""]
-    if not results.is_file():
-        return lines + [f"Not run yet: `python -m saerl_hf.experiment --config {yaml_path}`."]
-    data = json.loads(results.read_text())
-    agg, analysis = data["aggregate"], data.get("analysis") or {}
-    report = Path(values.get("report_path", ""))
-    link = os.path.relpath(report, report_dir) if report.name else None
-    lines += [f"Experiment `{yaml_path}`" + (f"; full report: [{report.name}]({link})." if link else "."), "",
-              "| arm | seeds | acc. at step 0 | final acc. (mean ± std) | Δ vs vanilla (pts) | verdict |",
-              "|---|---|---|---|---|---|"]
-    for arm, a in agg.items():
-        info = analysis.get("arms", {}).get(arm, {})
-        final = f"{_pct(a['mean'][-1])} ± {_pct(a['std'][-1])} (step {a['steps'][-1]})" if a["mean"] else "n/a"
-        lines.append(f"| {ARM_LABELS.get(arm, arm)} | {','.join(map(str, a['seeds']))} | "
-                     f"{_pct(info.get('start_accuracy'))} | {final} | {info.get('delta_points', 'n/a')} | "
-                     f"{info.get('verdict', '-')} |")
-    late = {arm: a["late_rewards"]["correctness"] for arm, a in agg.items()}
-    lines += ["", "Correctness reward of sampled completions over the last 10 steps: "
-              + ", ".join(f"{arm} {100 * v:.1f}%" for arm, v in late.items()) + "."]
-    return lines
+    """The lines of one companion's section (``templates/experiment_companion.md``)."""
+    return _render(COMPANION_TEMPLATE, companion=companion_context(yaml_path, report_dir)).splitlines()
