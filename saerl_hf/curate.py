@@ -71,7 +71,7 @@ class CurateConfig:
     model: str = field(default="smollm2-135m", metadata={"help": "Reader model (need not be the policy)."})
     sae: str | None = field(default=None, metadata={"help": "SAE dir / Hub repo / 'release:sae_id'; default: the "
                                                             "SAE `saerl-hf train-sae` wrote for the reader."})
-    sae_width: int = field(default=4096, metadata={"help": "Width of the default SAE."})
+    d_sae: int = field(default=4096, metadata={"help": "Width (latents, sae-lens' d_sae) of the default SAE."})
     sae_k: int = field(default=32, metadata={"help": "k of the default TopK SAE."})
     layer: int | None = field(default=None, metadata={"help": "Reader block (default: the SAE's hook layer)."})
     pooling: str = field(default="mean", metadata={
@@ -222,7 +222,7 @@ def _fit_probes(config: CurateConfig, out: Path, featurized, quality_set, timing
         quality = QualityProbe(QualityConfig(features=config.features))
         quality.fit(quality_set)
         quality.save(tmp / "quality")
-        clusters = ClusterModel(ClusterConfig(k=min(config.n_clusters, len(featurized)), seed=config.seed,
+        clusters = ClusterModel(ClusterConfig(n_clusters=min(config.n_clusters, len(featurized)), seed=config.seed,
                                               features=config.features))
         clusters.fit(featurized)
         clusters.save(tmp / "clusters")

@@ -32,7 +32,7 @@ class DemoConfig:
         "help": "SAE to reuse; default: the full SAE `saerl-hf train-sae` writes, else a small demo SAE trained "
                 "now."})
     sae_tokens: int = field(default=200_000, metadata={"help": "Token budget of the demo SAE (if one is trained)."})
-    sae_width: int = field(default=2048, metadata={"help": "Width of the demo SAE."})
+    d_sae: int = field(default=2048, metadata={"help": "Width (latents, sae-lens' d_sae) of the demo SAE."})
     sae_k: int = field(default=32, metadata={"help": "k of the demo TopK SAE."})
     sae_max_texts: int | None = field(default=None, metadata={"help": "Cap on SAE training texts (tests)."})
     sources: list[str] = field(default_factory=lambda: [
@@ -68,7 +68,7 @@ def ensure_sae(config: DemoConfig) -> tuple[str, dict]:
     if (out / "cfg.json").is_file():
         return str(out), {"reused": str(out)}
     start = time.perf_counter()
-    sae_config = TrainSAEConfig(model=config.model, d_sae=config.sae_width, k=config.sae_k,
+    sae_config = TrainSAEConfig(model=config.model, d_sae=config.d_sae, k=config.sae_k,
                                 training_tokens=config.sae_tokens, output_dir=str(out), max_texts=config.sae_max_texts,
                                 seed=config.seed)
     if config.sae_max_texts is not None:  # tiny runs (tests): smaller buffers so the budget is reachable

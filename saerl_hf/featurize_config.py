@@ -34,7 +34,8 @@ class FeaturizeConfig:
     sae: str | None = field(default=None, metadata={"help": "SAE: local dir, Hub repo, or sae-lens 'release:sae_id'. "
                                                             "Default: the SAE `train-sae` saves for model/layer."})
     sae_id: str | None = field(default=None, metadata={"help": "sae-lens registry sae_id (or Hub subfolder)."})
-    sae_width: int = field(default=4096, metadata={"help": "Width of the default SAE (when `sae` is unset)."})
+    d_sae: int = field(default=4096, metadata={"help": "Width (latents, sae-lens' d_sae) of the default SAE (when "
+                                                       "`sae` is unset)."})
     sae_k: int = field(default=32, metadata={"help": "k of the default TopK SAE (when `sae` is unset)."})
     layer: int | None = field(default=None, metadata={"help": "Block to read; default: the SAE's own hook layer, "
                                                               "else the middle layer."})
@@ -101,7 +102,7 @@ class FeaturizeConfig:
 
         layer = self.layer if self.layer is not None else default_layer(
             AutoConfig.from_pretrained(resolve_model_path(self.model), trust_remote_code=self.trust_remote_code))
-        path = default_sae_dir(self.model, layer, self.sae_width, self.sae_k)
+        path = default_sae_dir(self.model, layer, self.d_sae, self.sae_k)
         if not path.is_dir():
             raise SAELoadError(
                 f"No SAE given and the default SAE {path} does not exist. Fix: run `saerl-hf train-sae --model "

@@ -112,7 +112,7 @@ def featurize_config(config, cache: Path):
 
     num_proc = config.featurize_num_proc
     return FeaturizeConfig(
-        model=config.model, sae=config.sae, sae_width=config.sae_width, sae_k=config.sae_k, layer=config.layer,
+        model=config.model, sae=config.sae, d_sae=config.d_sae, sae_k=config.sae_k, layer=config.layer,
         pooling=config.pooling, top_k=config.top_k, features=getattr(config, "features", "sae"),
         max_length=config.max_length,
         batch_size=config.featurize_batch_size, map_batch_size=config.chunk_size, cache_dir=str(cache),

@@ -335,7 +335,7 @@ def test_bad_feature_values_name_the_row(probe, kind, step):
     data = featurized(seed=1, edit=edit)
     run = {"apply": lambda: probe.apply(data, batch_size=16),
            "fit": lambda: DifficultyProbe(DifficultyConfig(min_labels=20)).fit(data),
-           "clusters": lambda: ClusterModel(ClusterConfig(k=2)).fit(data)}[step]
+           "clusters": lambda: ClusterModel(ClusterConfig(n_clusters=2)).fit(data)}[step]
     with pytest.raises(InvalidFeaturesError, match=pattern + r".*Fix"):
         run()
 
@@ -384,8 +384,8 @@ def test_empty_dataset_to_the_probes_is_a_clear_error(probe):
     empty = featurized().select([])
     with pytest.raises(SignalLabelError, match=r"Only 0 rows .*Fix"):
         DifficultyProbe(DifficultyConfig(min_labels=20)).fit(empty)
-    with pytest.raises(ValueError, match=r"k=2 clusters need at least 2 rows; the dataset has 0\. Fix"):
-        ClusterModel(ClusterConfig(k=2)).fit(empty)
+    with pytest.raises(ValueError, match=r"n_clusters=2 needs at least 2 rows; the dataset has 0\. Fix"):
+        ClusterModel(ClusterConfig(n_clusters=2)).fit(empty)
     assert len(probe.apply(empty)) == 0  # applying to nothing is nothing, not an error
 
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_demo_runs_the_whole_pipeline_end_to_end(tiny_model_dir, data_dir, tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "saerl_hf.cli", "demo", "--output_dir", str(out), "--model", tiny_model_dir,
-           "--sae_tokens", "6000", "--sae_width", "128", "--sae_k", "8", "--sae_max_texts", "150",
+           "--sae_tokens", "6000", "--d_sae", "128", "--sae_k", "8", "--sae_max_texts", "150",
            "--sources", "mawps_singleop@60", "gsm8k:train@40", "--holdout_per_source", "8",
            "--heldout_limit", "16", "--quality_train_size", "40", "--n_clusters", "3", "--steps", "2",
            "--max_completion_length", "8", "--featurize_batch_size", "8"]

@@ -237,7 +237,7 @@ def test_probe_dirs_hold_only_safetensors_and_json_and_never_unpickle(tmp_path):
     data = featurized()
     models = {"difficulty": DifficultyProbe(DifficultyConfig(min_labels=20, cv=3, n_alphas=4)).fit(data),
               "quality": QualityProbe(QualityConfig(min_per_class=10, cv=3, Cs=3)).fit(data),
-              "clusters": ClusterModel(ClusterConfig(k=3, n_init=1)).fit(data)}
+              "clusters": ClusterModel(ClusterConfig(n_clusters=3, n_init=1)).fit(data)}
     marker = tmp_path / "UNPICKLED"
     payload = pickle.dumps(_Planted(str(marker)))
     for name, model in models.items():

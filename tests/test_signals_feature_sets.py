@@ -129,7 +129,7 @@ def test_quality_and_clusters_fit_on_the_hybrid(data, tmp_path):
     labelled = train.add_column("is_clean", [int(v > np.median(train["level"])) for v in train["level"]])
     quality = QualityProbe(QualityConfig(features=HYBRID, Cs=4, cv=3)).fit(labelled)
     assert quality.metrics["cv_auroc"] > 0.85
-    clusters = ClusterModel(ClusterConfig(k=3, features=HYBRID, n_init=2)).fit(train)
+    clusters = ClusterModel(ClusterConfig(n_clusters=3, features=HYBRID, n_init=2)).fit(train)
     clusters.save(tmp_path / "c")
     np.testing.assert_array_equal(ClusterModel.load(tmp_path / "c").predict(test), clusters.predict(test))
     with pytest.raises(FeatureSetMismatchError):

@@ -111,7 +111,7 @@ def test_clusters_and_dedup_on_real_text(reader, math_train):
     featurize, _ = reader
     with_dupes = load_math_dataset("math", split="train", limit=60)
     with_dupes = featurize(with_dupes.select(list(range(60)) + [0, 1, 2]))  # three repeated problems
-    model = ClusterModel(ClusterConfig(k=4)).fit(math_train)
+    model = ClusterModel(ClusterConfig(n_clusters=4)).fit(math_train)
     clustered = model.apply(with_dupes)
     assert set(clustered["cluster"]) <= {0, 1, 2, 3}
     _, counts = deduplicate(clustered)

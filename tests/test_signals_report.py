@@ -28,7 +28,7 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     sae = _random_sae(tmp_path / "sae")
     out = tmp_path / "docs" / "signals.md"
     args = ["report-signals", "--model", tiny_model_dir, "--sae", sae, "--n_train", "80", "--n_test", "40",
-            "--n_quality_train", "40", "--clusters_k", "3", "--n_passrate", "2", "--passrate_max_new_tokens", "4",
+            "--n_quality_train", "40", "--n_clusters", "3", "--n_passrate", "2", "--passrate_max_new_tokens", "4",
             "--bootstrap", "20", "--cache_dir", str(tmp_path / "cache"), "--output", str(out),
             "--img_dir", str(tmp_path / "docs" / "img"), "--n_real_text", "30", "--learning_curve_sizes", "50", "80",
             "--explain_k", "2", "--feature_variants", "max:0", "mean+max:0", "--top_k", "0"]

@@ -256,7 +256,7 @@ def test_quality_fit_from_positive_and_negative_sets():
 def test_clusters_recover_groups_and_round_trip(tmp_path):
     idx, val, group = cluster_set(40, 4, seed=0)
     data = featurized(idx, val, {"group": group})
-    model = ClusterModel(ClusterConfig(k=4)).fit(data)
+    model = ClusterModel(ClusterConfig(n_clusters=4)).fit(data)
     assert normalized_mutual_info_score(group, model.predict(data)) > 0.99
     assert sorted(model.metrics["cluster_sizes"]) == [40, 40, 40, 40]
     out = model.apply(data)
@@ -268,8 +268,8 @@ def test_clusters_recover_groups_and_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.predict(data), model.predict(data))
     with pytest.raises(SAEMismatchError, match="sae_hash"):
         loaded.predict(featurized(idx, val, provenance={**PROVENANCE, "sae_hash": "other"}))
-    with pytest.raises(ValueError, match="k=4 clusters need at least 4 rows"):
-        ClusterModel(ClusterConfig(k=4)).fit(data.select(range(3)))
+    with pytest.raises(ValueError, match="n_clusters=4 needs at least 4 rows"):
+        ClusterModel(ClusterConfig(n_clusters=4)).fit(data.select(range(3)))
 
 
 def test_deduplicate_counts_exact_and_near_duplicates():
@@ -286,7 +286,7 @@ def test_deduplicate_counts_exact_and_near_duplicates():
         texts.append(f"reworded problem {src}")
     data = featurized(idx, val)
     data = data.remove_columns("problem").add_column("problem", texts)
-    data = ClusterModel(ClusterConfig(k=3)).fit(data).apply(data)
+    data = ClusterModel(ClusterConfig(n_clusters=3)).fit(data).apply(data)
     kept, counts = deduplicate(data, threshold=0.98)
     assert counts == {"n_in": 97, "exact_duplicates": 3, "near_duplicates": 4, "n_kept": 90}
     assert kept["problem"] == texts[:90]  # first occurrences are kept, in order

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 class ClusterConfig:
     """How the SAE-space clusters are fitted."""
 
-    k: int = field(default=16, metadata={"help": "Number of k-means clusters."})
+    n_clusters: int = field(default=16, metadata={"help": "Number of k-means clusters (sklearn's n_clusters)."})
     features: str = field(default=SAE, metadata={"help": "Feature set: 'sae' (sparse SAE features), 'dense' (the "
                                                           "mean residual, alias of 'dense_mean') or 'sae+dense' "
                                                           "(both blocks, each scaled to equal weight)."})
@@ -107,16 +107,16 @@ class ClusterModel:
 
         config = self.config
         require_source(dataset, config.features)
-        if len(dataset) < config.k:
-            raise ValueError(f"k={config.k} clusters need at least {config.k} rows; the dataset has {len(dataset)}. "
-                             f"Fix: lower k.")
+        if len(dataset) < config.n_clusters:
+            raise ValueError(f"n_clusters={config.n_clusters} needs at least {config.n_clusters} rows; the dataset "
+                             f"has {len(dataset)}. Fix: lower n_clusters.")
         identity = identity_for(dataset, config.features)
         split = block_split(config.features, identity)
         matrix = transform(dataset_matrix(dataset, config.features), config.scaling, split)
         self.center, self.scale = fit_scaler(matrix, config.scaling, split)
         unit = l2_normalise(apply_scaler(matrix, self.center, self.scale))
         start = time.perf_counter()
-        kmeans = KMeans(config.k, n_init=config.n_init, max_iter=config.max_iter, random_state=config.seed)
+        kmeans = KMeans(config.n_clusters, n_init=config.n_init, max_iter=config.max_iter, random_state=config.seed)
         kmeans.fit(unit)
         self.centroids = np.asarray(kmeans.cluster_centers_, np.float64)
         self.identity = identity
@@ -124,9 +124,9 @@ class ClusterModel:
                                                            if config.features == DENSE else self.width))
         self.metrics = {
             "n_rows": len(dataset),
-            "k": config.k,
+            "n_clusters": config.n_clusters,
             "inertia": float(kmeans.inertia_),
-            "cluster_sizes": np.bincount(labels, minlength=config.k).tolist(),
+            "cluster_sizes": np.bincount(labels, minlength=config.n_clusters).tolist(),
             "fit_seconds": round(time.perf_counter() - start, 3),
         }
         return self
@@ -186,7 +186,10 @@ class ClusterModel:
 
         arrays, payload = load_model(directory, cls.KIND, config_keys=("config", "identity"),
                                      array_keys=("centroids", "center", "scale"))
-        model = cls(_config_from_dict(ClusterConfig, payload["config"]))
+        saved = dict(payload["config"])
+        if "k" in saved:  # saved before the sklearn name
+            saved["n_clusters"] = saved.pop("k")
+        model = cls(_config_from_dict(ClusterConfig, saved))
         check_saved_feature_set(directory, model.config.features, payload["identity"], cls.KIND)
         model.centroids, model.center, model.scale = arrays["centroids"], arrays["center"], arrays["scale"]
         model.identity, model.metrics = payload["identity"], payload.get("metrics", {})

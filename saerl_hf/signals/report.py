@@ -42,7 +42,8 @@ class ReportSignalsConfig:
 
     model: str = field(default="smollm2-135m", metadata={"help": "Reader model (alias, dir or Hub id)."})
     sae: str | None = field(default=None, metadata={"help": "SAE dir/Hub id; default: the `train-sae` default dir."})
-    sae_width: int = field(default=4096, metadata={"help": "Width of the default SAE (when `sae` is unset)."})
+    d_sae: int = field(default=4096, metadata={"help": "Width (latents, sae-lens' d_sae) of the default SAE (when "
+                                                       "`sae` is unset)."})
     sae_k: int = field(default=32, metadata={"help": "k of the default TopK SAE (when `sae` is unset)."})
     layer: int | None = field(default=None, metadata={"help": "Block to read (default: the SAE's own layer)."})
     top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt (featurize top_k)."})
@@ -54,7 +55,7 @@ class ReportSignalsConfig:
     n_train: int = field(default=2000, metadata={"help": "MATH train problems (random, seeded) to fit on."})
     n_test: int = field(default=500, metadata={"help": "MATH-500 problems to evaluate on."})
     n_quality_train: int = field(default=800, metadata={"help": "Train problems whose corruptions train the probe."})
-    clusters_k: int = field(default=7, metadata={"help": "k-means clusters (MATH has 7 subjects)."})
+    n_clusters: int = field(default=7, metadata={"help": "k-means clusters (MATH has 7 subjects)."})
     n_passrate: int = field(default=8, metadata={"help": "MATH-500 prompts timed with the pass-rate labeller "
                                                          "(0 skips the cost measurement)."})
     passrate_k: int = field(default=4, metadata={"help": "Samples per prompt for the pass-rate labeller."})
@@ -94,7 +95,10 @@ def run_report(config: ReportSignalsConfig) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     if config.render_only:
         results = json.loads((cache / "results.json").read_text())
-        saved = ReportSignalsConfig(**{**results["config"], "render_only": False})
+        from saerl_hf.configs import upgrade_options
+
+        saved = upgrade_options(results["config"], (ReportSignalsConfig,), warn=False)  # a cache of older names
+        saved = ReportSignalsConfig(**{**saved, "render_only": False})
         results.setdefault("sae_training", _sae_training(results["provenance"]))
         Path(config.output).write_text(_page(results, saved))
         return results
@@ -166,7 +170,7 @@ def _figures(config: ReportSignalsConfig, difficulty: dict, quality: dict, clust
         "quality_roc": plots.plot_roc_curves(quality["curves"], img / "signals_quality_roc.png"),
         "clusters": plots.plot_cluster_subjects(clusters["assignments"]["SAE k-means"], clusters["subjects"],
                                                 img / "signals_clusters_subjects.png",
-                                                f"SAE k-means (k={config.clusters_k}) vs subject, MATH-500"),
+                                                f"SAE k-means (k={config.n_clusters}) vs subject, MATH-500"),
     }
 
 

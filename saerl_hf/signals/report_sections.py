@@ -54,7 +54,7 @@ class Featurizer:
     def __init__(self, config: ReportSignalsConfig, cache: Path):
         from saerl_hf.features import FeaturizeConfig
 
-        self.config = FeaturizeConfig(model=config.model, sae=config.sae, sae_width=config.sae_width,
+        self.config = FeaturizeConfig(model=config.model, sae=config.sae, d_sae=config.d_sae,
                                       sae_k=config.sae_k, layer=config.layer, top_k=config.top_k,
                                       pooling=config.pooling, max_length=config.max_length, dense=True,
                                       dtype=config.reader_dtype,
@@ -199,7 +199,7 @@ def cluster_section(train, test, config: ReportSignalsConfig) -> dict:
 
     rows, assignments = {}, {}
     for name, features, scaling in (("SAE k-means", "sae", "log1p"), ("dense k-means", "dense_mean", "std")):
-        model = ClusterModel(ClusterConfig(k=config.clusters_k, features=features, scaling=scaling,
+        model = ClusterModel(ClusterConfig(n_clusters=config.n_clusters, features=features, scaling=scaling,
                                            seed=config.seed)).fit(train)
         test_clusters = model.predict(test)
         rows[name] = {"nmi_test": float(normalized_mutual_info_score(test["subject"], test_clusters)),
