@@ -43,16 +43,16 @@ def run(rows: int, batch: int, generations: int, repeats: int) -> list[tuple[str
     cluster = rng.choice(64, size=rows, p=weights / weights.sum())
     difficulty = np.round(rng.random(rows), 3)
     results = []
-    for mode in ("random", "difficulty", "cluster", "saerl"):
-        t, order = best_of(lambda m=mode: curriculum_order(rows, batch, m, cluster, difficulty, 0.25, 0), repeats)
+    for curriculum in ("random", "difficulty", "cluster", "saerl"):
+        t, order = best_of(lambda m=curriculum: curriculum_order(rows, batch, m, cluster, difficulty, 0.25, 0), repeats)
         stats = batch_stats(order[: min(rows, 200_000)], batch, cluster, difficulty)
         note = f"purity {stats['mean_purity']:.2f}, easy->hard trend {stats.get('difficulty_trend', 0):+.2f} (first 200k)"
-        results.append((f"`curriculum_order` mode={mode}", t, note))
+        results.append((f"`curriculum_order` curriculum={curriculum}", t, note))
 
     from datasets import Dataset
 
     ds = Dataset.from_dict({"cluster": cluster, "difficulty": difficulty})
-    t, ranked = best_of(lambda: add_curriculum_rank(ds, batch, mode="saerl"), repeats)
+    t, ranked = best_of(lambda: add_curriculum_rank(ds, batch, curriculum="saerl"), repeats)
     results.append((f"`add_curriculum_rank` on a {rows:,}-row `datasets.Dataset` (Arrow in/out)", t, "adds curriculum_rank + curriculum_batch"))
 
     t, sampler = best_of(lambda: CurriculumRepeatSampler(ranked, generations, batch, 1), repeats)

@@ -31,7 +31,7 @@ COLUMN_DOCS = {
 # The curate settings that decide which rows are kept and in what order (shown on the dataset card).
 CURATION_SETTINGS = ("limit_per_source", "holdout_per_source", "inject_noise", "seed", "max_length", "reader_dtype",
                      "difficulty_label", "quality_threshold", "quality_keep_fraction", "n_clusters", "dedup",
-                     "dedup_threshold", "order", "mixing", "prompts_per_batch")
+                     "dedup_threshold", "curriculum", "curriculum_mixing", "prompts_per_batch")
 
 
 class CardTemplateError(FileNotFoundError):
@@ -106,7 +106,7 @@ def render_card(readme: str, repo_id: str, revision: str, provenance: dict, summ
         "task_categories": ["text-generation"],
         "language": ["en"],
     }
-    config = summary.get("config") or {}
+    config = _current_names(summary.get("config") or {})
     counts = summary.get("counts") or {}
     card = DatasetCard.from_template(
         DatasetCardData(**{**existing, **ours}), template_path=str(template),
@@ -114,12 +114,28 @@ def render_card(readme: str, repo_id: str, revision: str, provenance: dict, summ
         sources=sources, licenses=licenses, columns=[(n, t, COLUMN_DOCS.get(n, "")) for n, t in columns],
         identity=card_identity(provenance),
         settings=[(key, config[key]) for key in CURATION_SETTINGS if key in config],
-        order=summary.get("order") or {}, metrics=summary.get("metrics") or {},
+        curriculum=card_curriculum(summary), metrics=summary.get("metrics") or {},
         counts=_flat_counts(counts),
         explanations=explanations if explanations is not None else summary.get("explanations") or [],
         versions={**(provenance.get("versions") or provenance.get("library_versions") or {}), **record["versions"]},
     )
     return str(card)
+
+
+def card_curriculum(summary: dict) -> dict:
+    """curate's ``curriculum`` block (an older summary's ``order`` block, ``mode`` / ``mixing``, reads the same)."""
+    from saerl_hf.curriculum import OLD_CURRICULUM_KEYS
+
+    block = summary.get("curriculum") or summary.get("order") or {}
+    return {OLD_CURRICULUM_KEYS.get(key, key): value for key, value in block.items()}
+
+
+def _current_names(config: dict) -> dict:
+    """A saved curate config with its deprecated keys under today's names (see saerl_hf.configs.RENAMED_OPTIONS)."""
+    from saerl_hf.configs import RENAMED_OPTIONS
+
+    renamed = {old: new for old, new in RENAMED_OPTIONS["CurateConfig"].items() if isinstance(new, str)}
+    return {renamed.get(key, key): value for key, value in config.items()}
 
 
 def _flat_counts(counts: dict) -> dict:

@@ -8,7 +8,7 @@ same dataset (see ``summary.json``'s ``content_hash``). The output dir is the cu
     <output_dir>/dataset/          the curated, ordered dataset (save_to_disk)
     <output_dir>/holdout/          rows set aside for evaluation, never trained on (if requested)
     <output_dir>/probes/           difficulty/ quality/ clusters/ (safetensors + JSON)
-    <output_dir>/summary.json      counts kept/dropped per reason, signal metrics, timings, order, command
+    <output_dir>/summary.json      counts kept/dropped per reason, signal metrics, timings, curriculum, command
     <output_dir>/provenance.json   reader model, SAE identity + hash, layer, pooling, k, library versions
 
 Data-parallel on GPUs (or CPU processes, gloo): ``accelerate launch --num_processes N -m saerl_hf.cli curate
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saerl_hf.curriculum import CURRICULA, PROMPTS_PER_BATCH_HELP
 from saerl_hf.errors import SaerlError
 from saerl_hf.pool import (  # noqa: F401  (re-exported: the pool stages live in pool.py)
     featurize_config,
@@ -43,6 +44,7 @@ from saerl_hf.pool import (  # noqa: F401  (re-exported: the pool stages live in
 logger = logging.getLogger(__name__)
 
 DEFAULT_SOURCES = ["gsm8k:train", "math:train", "mawps", "svamp", "asdiv"]
+PUBLISH_OPTIONS = ("push_to_hub", "hub_dataset_id", "hub_revision", "create_pr")  # a resumed run may change them
 
 
 class CurateError(SaerlError, ValueError):
@@ -112,20 +114,35 @@ class CurateConfig:
     n_clusters: int = field(default=16, metadata={"help": "k-means clusters in SAE space."})
     dedup: bool = field(default=True, metadata={"help": "Drop identical / near-duplicate (cos >= threshold) prompts."})
     dedup_threshold: float = field(default=0.98, metadata={"help": "Cosine for near-duplicates within a cluster."})
-    # order
-    order: str = field(default="saerl", metadata={"help": "saerl | difficulty | cluster | random."})
-    mixing: float = field(default=0.25, metadata={"help": "Share of each batch swapped with neighbouring batches."})
-    prompts_per_batch: int = field(default=2, metadata={
-        "help": "Unique prompts per generation batch: TRL's generation_batch_size // num_generations."})
-    # publish
-    push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset repo to publish to."})
-    hub_revision: str = field(default="main", metadata={"help": "Branch of the Hub repo (created from main)."})
+    # curriculum
+    curriculum: str = field(default="saerl", metadata={
+        "help": "The order written as curriculum_rank: saerl | difficulty | cluster | random (GRPO's "
+                "`curriculum: rank` trains in it)."})
+    curriculum_mixing: float = field(default=0.25, metadata={
+        "help": "Share of each batch tail-swapped with its neighbouring batches (saerl and cluster)."})
+    prompts_per_batch: int = field(default=2, metadata={"help": PROMPTS_PER_BATCH_HELP})
+    # publish (TRL's words: push_to_hub is a bool, the repo id is separate)
+    push_to_hub: bool = field(default=False, metadata={"help": "Publish the curated dir to the Hub at the end "
+                                                               "(what `saerl-hf push` does)."})
+    hub_dataset_id: str | None = field(default=None, metadata={
+        "help": "Hub dataset repo to publish to, e.g. me/gsm8k-saerl (as TRL's hub_model_id for a model)."})
+    hub_revision: str = field(default="main", metadata={
+        "help": "Revision (branch) to push to, created from main; GRPO reads it back as dataset_revision."})
     create_pr: bool = field(default=False, metadata={"help": "Open a PR instead of committing to the branch."})
 
     def __post_init__(self):
-        if self.order not in ("saerl", "difficulty", "cluster", "random"):
-            raise CurateError(f"order must be saerl | difficulty | cluster | random, got '{self.order}'. "
-                              f"Fix: set `order:` to one of them.")
+        if isinstance(self.push_to_hub, str):  # the old `push_to_hub=<repo id>` from Python (or "true" / "false")
+            from saerl_hf.configs import upgrade_options
+
+            vars(self).update(upgrade_options({"push_to_hub": self.push_to_hub}, (CurateConfig,), "CurateConfig"))
+            if isinstance(self.push_to_hub, str):
+                self.push_to_hub = self.push_to_hub.strip().lower() in ("true", "yes", "y", "1")
+        if self.curriculum not in CURRICULA:
+            raise CurateError(f"curriculum must be {' | '.join(CURRICULA)}, got '{self.curriculum}'. "
+                              f"Fix: set `curriculum:` to one of them.")
+        if self.push_to_hub and not self.hub_dataset_id:
+            raise CurateError("push_to_hub is on but hub_dataset_id is not set. Fix: set hub_dataset_id: "
+                              "<org>/<name> (or push_to_hub: false).")
         if self.quality_threshold is not None and self.quality_keep_fraction is not None:
             raise CurateError("Set either quality_threshold or quality_keep_fraction, not both. "
                               "Fix: set quality_threshold: null in the YAML to use the fraction.")
@@ -280,8 +297,8 @@ def _order(config: CurateConfig, out: Path, filtered, timings: dict):
     alignment = validate_alignment(len(filtered), config.prompts_per_batch)
 
     def build_ordered():
-        ds = add_curriculum_rank(filtered, config.prompts_per_batch, mode=config.order, mixing=config.mixing,
-                                 seed=config.seed)
+        ds = add_curriculum_rank(filtered, config.prompts_per_batch, curriculum=config.curriculum,
+                                 curriculum_mixing=config.curriculum_mixing, seed=config.seed)
         return sort_by_curriculum(ds)
 
     ordered = run_dataset_stage(out / "stages" / "09_order", build_ordered, "order", timings)
@@ -327,8 +344,9 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
         "rows": len(ordered),
         "counts": counts,
         "metrics": metrics,
-        "order": {"mode": config.order, "mixing": config.mixing, "prompts_per_batch": config.prompts_per_batch,
-                  "seed": config.seed, "alignment": asdict(alignment)},
+        "curriculum": {"curriculum": config.curriculum, "curriculum_mixing": config.curriculum_mixing,
+                       "prompts_per_batch": config.prompts_per_batch, "seed": config.seed,
+                       "alignment": asdict(alignment)},
         "timings_s": {**timings, "total_this_run": round(time.perf_counter() - started, 2)},
         "sources": sources_with_licenses(config.sources),
         "config": asdict(config),
@@ -342,7 +360,7 @@ def run_curate(config: CurateConfig, command: str | None = None) -> dict:
     if config.push_to_hub:
         from saerl_hf.hub import push_curated
 
-        result = push_curated(out, config.push_to_hub, revision=config.hub_revision, create_pr=config.create_pr,
+        result = push_curated(out, config.hub_dataset_id, config.hub_revision, create_pr=config.create_pr,
                               command=command)
         summary["push"] = {"repo_id": result.repo_id, "revision": result.revision, "commit_sha": result.commit_sha}
     return summary
@@ -369,9 +387,11 @@ def _check_config_unchanged(out: Path, config: CurateConfig) -> None:
     from saerl_hf.distributed import is_main
 
     path = out / "stages" / "config.json"
-    current = {k: v for k, v in asdict(config).items() if k not in ("push_to_hub", "hub_revision", "create_pr")}
+    current = {k: v for k, v in asdict(config).items() if k not in PUBLISH_OPTIONS}
     if path.is_file():
-        previous = json.loads(path.read_text())
+        from saerl_hf.configs import upgrade_options
+
+        previous = upgrade_options(json.loads(path.read_text()), (CurateConfig,), warn=False)  # older key names
         # A setting added to CurateConfig after that run was made is compared at its default value.
         defaults = {k: v for k, v in asdict(CurateConfig(sources=config.sources)).items() if k in current}
         changed = sorted(k for k in set(previous) | set(current)

@@ -5,12 +5,12 @@ The order is materialised as a ``curriculum_rank`` column (0..n-1) so that stock
 can follow it without touching the data. A ``curriculum_batch`` column (``rank // B``) records the number of
 unique prompts per generation batch ``B`` the order was built for, which is what the alignment check needs.
 
-The order is a function of its keys (the ``cluster`` / ``difficulty`` columns, plus mode, mixing and seed, kept
-in the dataset info under ``saerl.curriculum``) and of ``B``. A run whose batch geometry differs (another GPU
+The order is a function of its keys (the ``cluster`` / ``difficulty`` columns, plus the curriculum, its mixing and
+seed, kept in the dataset info under ``saerl.curriculum``) and of ``B``. A run whose batch geometry differs (another GPU
 count, per-device batch or accumulation) rebuilds it for its own ``B`` with :func:`fit_to_geometry`, so one
 curated revision trains anywhere.
 
-Modes (the paper's ablation axes, compared like with like):
+Curricula (the paper's ablation axes, compared like with like):
 
 - ``random``: a seeded permutation (vanilla GRPO).
 - ``difficulty``: global easy-to-hard by predicted difficulty.
@@ -28,15 +28,23 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from saerl_hf.configs import renamed_kwargs, warn_renamed
 from saerl_hf.errors import SaerlError
 from saerl_hf.sparse import read_provenance, write_provenance
 
 logger = logging.getLogger(__name__)
 
-MODES = ("random", "difficulty", "cluster", "saerl")
+CURRICULA = ("random", "difficulty", "cluster", "saerl")  # the orders built from a dataset's columns
+MODES = CURRICULA  # the old name, until the next release
 RANK_COLUMN = "curriculum_rank"
 BATCH_COLUMN = "curriculum_batch"
-SPEC_KEY = "curriculum"  # dataset info: saerl.curriculum = the order's recipe (mode, mixing, seed, key columns)
+SPEC_KEY = "curriculum"  # dataset info: saerl.curriculum = the order's recipe (curriculum, mixing, seed, key columns)
+# the recipe's keys before the names were unified (datasets curated then still rebuild their order; old cards)
+OLD_CURRICULUM_KEYS = {"mode": "curriculum", "mixing": "curriculum_mixing", "unique_prompts_per_batch": "prompts_per_batch",
+                       "batch_prompts": "prompts_per_batch"}
+PROMPTS_PER_BATCH_HELP = ("Unique prompts per generation batch, over all processes: TRL's generation_batch_size // "
+                          "num_generations (generation_batch_size = per_device_train_batch_size x processes x "
+                          "steps_per_generation).")
 
 
 class CurriculumError(SaerlError, ValueError):
@@ -48,10 +56,10 @@ class CurriculumError(SaerlError, ValueError):
 
 @dataclass(frozen=True)
 class AlignmentReport:
-    """How an order of ``num_rows`` prompts lines up with ``unique_prompts_per_batch`` (TRL's B)."""
+    """How an order of ``num_rows`` prompts lines up with ``prompts_per_batch`` (TRL's B)."""
 
     num_rows: int
-    unique_prompts_per_batch: int
+    prompts_per_batch: int
     num_batches: int
     dropped_tail: int  # prompts TRL's RepeatSampler never yields (the incomplete last chunk)
     built_for: int | None = None  # B the order was built for (from ``curriculum_batch``), if known
@@ -60,23 +68,23 @@ class AlignmentReport:
 
     @property
     def aligned(self) -> bool:
-        return self.built_for is None or self.built_for == self.unique_prompts_per_batch
+        return self.built_for is None or self.built_for == self.prompts_per_batch
 
     def message(self) -> str:
         parts = [
-            f"{self.num_rows} prompts, {self.unique_prompts_per_batch} unique prompts per generation batch -> "
+            f"{self.num_rows} prompts, {self.prompts_per_batch} unique prompts per generation batch -> "
             f"{self.num_batches} batches"
         ]
         if self.dropped_tail:
             parts.append(
                 f"{self.dropped_tail} tail prompts (the hardest end of the order) are dropped each epoch because "
-                f"{self.num_rows} is not a multiple of {self.unique_prompts_per_batch}"
+                f"{self.num_rows} is not a multiple of {self.prompts_per_batch}"
             )
         if not self.aligned:
             parts.append(
                 f"MISALIGNED: the order was built for {self.built_for} prompts per batch, so cluster-first batches "
                 f"and the tail-swap mixing straddle TRL's batches. Fix: rebuild the order with "
-                f"unique_prompts_per_batch={self.unique_prompts_per_batch}, or set generation_batch_size = "
+                f"prompts_per_batch={self.prompts_per_batch}, or set generation_batch_size = "
                 f"{self.built_for} * num_generations"
             )
         if self.sorted_by_rank is False and self.zero_patch:
@@ -87,7 +95,7 @@ class AlignmentReport:
         return {**asdict(self), "aligned": self.aligned}
 
 
-def unique_prompts_per_batch(args, num_processes: int = 1) -> int:
+def prompts_per_batch(args, num_processes: int = 1) -> int:
     """TRL's B = ``generation_batch_size // num_generations`` from a ``GRPOConfig`` (after its __post_init__).
 
     ``generation_batch_size`` in a GRPOConfig already counts all processes when ``world_size`` was known at
@@ -105,8 +113,15 @@ def unique_prompts_per_batch(args, num_processes: int = 1) -> int:
     return gen // args.num_generations
 
 
+def unique_prompts_per_batch(args, num_processes: int = 1) -> int:
+    """The old name of :func:`prompts_per_batch`, until the next release."""
+    warn_renamed("unique_prompts_per_batch()", "prompts_per_batch()")
+    return prompts_per_batch(args, num_processes)
+
+
+@renamed_kwargs(unique_prompts_per_batch="prompts_per_batch")
 def validate_alignment(
-    ds_or_n, unique_prompts_per_batch: int, strict: bool = False, zero_patch: bool = True
+    ds_or_n, prompts_per_batch: int, strict: bool = False, zero_patch: bool = True
 ) -> AlignmentReport:
     """Check an ordered dataset (or a row count) against TRL's batch size; log or raise what would go wrong.
 
@@ -115,9 +130,9 @@ def validate_alignment(
     ``strict=True`` raises :class:`CurriculumError` on misalignment instead of warning. ``zero_patch=False``
     (the curriculum sampler reads ``curriculum_rank`` itself) does not ask for sorted rows.
     """
-    b = int(unique_prompts_per_batch)
+    b = int(prompts_per_batch)
     if b < 1:
-        raise CurriculumError(f"unique_prompts_per_batch must be >= 1, got {b}")
+        raise CurriculumError(f"prompts_per_batch must be >= 1, got {b}")
     built_for = None
     sorted_by_rank = None
     if isinstance(ds_or_n, (int, np.integer)):
@@ -157,13 +172,14 @@ def _infer_built_for(rank: np.ndarray, batch: np.ndarray) -> int | None:
 # ----------------------------------------------------------------------------- ordering core (numpy)
 
 
+@renamed_kwargs(unique_prompts_per_batch="prompts_per_batch", mode="curriculum", mixing="curriculum_mixing")
 def curriculum_order(
     num_rows: int,
-    unique_prompts_per_batch: int,
-    mode: str = "saerl",
+    prompts_per_batch: int,
+    curriculum: str = "saerl",
     cluster=None,
     difficulty=None,
-    mixing: float = 0.25,
+    curriculum_mixing: float = 0.25,
     seed: int = 0,
 ) -> np.ndarray:
     """Row indices in training order (``order[r]`` is the row trained r-th). Pure numpy, deterministic per seed.
@@ -172,32 +188,33 @@ def curriculum_order(
     within-cluster progress into mixed batches that take their place in the interleave. The global
     remainder (``num_rows % B``) goes last, where TRL drops it (see :func:`validate_alignment`).
     """
-    if mode not in MODES:
-        raise CurriculumError(f"unknown curriculum mode '{mode}'. Choose one of: {', '.join(MODES)}.")
+    if curriculum not in CURRICULA:
+        raise CurriculumError(f"unknown curriculum '{curriculum}'. Choose one of: {', '.join(CURRICULA)}.")
     n = int(num_rows)
-    b = int(unique_prompts_per_batch)
+    b = int(prompts_per_batch)
     if b < 1:
-        raise CurriculumError(f"unique_prompts_per_batch must be >= 1, got {b}")
-    if not 0.0 <= float(mixing) <= 1.0:
-        raise CurriculumError(f"mixing must be in [0, 1] (share of each batch swapped with neighbours), got {mixing}")
+        raise CurriculumError(f"prompts_per_batch must be >= 1, got {b}")
+    if not 0.0 <= float(curriculum_mixing) <= 1.0:
+        raise CurriculumError(f"curriculum_mixing must be in [0, 1] (share of each batch swapped with neighbours), "
+                              f"got {curriculum_mixing}")
     rng = np.random.default_rng(seed)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    if mode == "random":
+    if curriculum == "random":
         return rng.permutation(n).astype(np.int64)
     tie = rng.random(n)  # seeded tie-break: equal difficulties (e.g. integer levels) come out in random order
-    if mode == "difficulty":
+    if curriculum == "difficulty":
         d = _numeric(difficulty, n, "difficulty")
         return np.lexsort((tie, d)).astype(np.int64)
     c = _clusters(cluster, n)
-    d = _numeric(difficulty, n, "difficulty") if mode == "saerl" else np.zeros(n)
+    d = _numeric(difficulty, n, "difficulty") if curriculum == "saerl" else np.zeros(n)
     order = _cluster_first(c, d, tie, b, rng)
-    return _tail_swap(order, b, mixing)
+    return _tail_swap(order, b, curriculum_mixing)
 
 
 def _numeric(values, n: int, name: str) -> np.ndarray:
     if values is None:
-        raise CurriculumError(f"this curriculum mode needs a '{name}' column. Fix: run the signals/curate step first.")
+        raise CurriculumError(f"this curriculum needs a '{name}' column. Fix: run the signals/curate step first.")
     arr = np.asarray(values)
     if arr.dtype == object:  # Arrow nulls come back as None
         arr = np.array([np.nan if v is None else v for v in arr], dtype=np.float64)
@@ -215,7 +232,7 @@ def _numeric(values, n: int, name: str) -> np.ndarray:
 
 def _clusters(values, n: int) -> np.ndarray:
     if values is None:
-        raise CurriculumError("this curriculum mode needs a 'cluster' column. Fix: run the signals/curate step first.")
+        raise CurriculumError("this curriculum needs a 'cluster' column. Fix: run the signals/curate step first.")
     arr = np.asarray(values)
     if arr.shape != (n,):
         raise CurriculumError(f"'cluster' has shape {arr.shape}, expected ({n},)")
@@ -308,18 +325,19 @@ def _column(ds, name: str) -> np.ndarray:
     return np.asarray(ds[name])
 
 
+@renamed_kwargs(unique_prompts_per_batch="prompts_per_batch", mode="curriculum", mixing="curriculum_mixing")
 def add_curriculum_rank(
     ds,
-    unique_prompts_per_batch: int,
-    mode: str = "saerl",
-    mixing: float = 0.25,
+    prompts_per_batch: int,
+    curriculum: str = "saerl",
+    curriculum_mixing: float = 0.25,
     seed: int = 0,
     cluster_column: str = "cluster",
     difficulty_column: str = "difficulty",
 ):
     """Return ``ds`` with ``curriculum_rank`` (0..n-1) and ``curriculum_batch`` (rank // B) columns.
 
-    ``unique_prompts_per_batch`` is TRL's ``generation_batch_size // num_generations``: batches only stay
+    ``prompts_per_batch`` is TRL's ``generation_batch_size // num_generations``: batches only stay
     cluster-first if the trainer chunks the order with the same B (see :func:`validate_alignment`).
     """
     n = len(ds)
@@ -327,42 +345,50 @@ def add_curriculum_rank(
     for name in (RANK_COLUMN, BATCH_COLUMN):
         if name in cols:
             ds = ds.remove_columns(name)
-    cluster = _column(ds, cluster_column) if mode in ("cluster", "saerl") and cluster_column in cols else None
-    difficulty = _column(ds, difficulty_column) if mode in ("difficulty", "saerl") and difficulty_column in cols else None
-    order = curriculum_order(n, unique_prompts_per_batch, mode, cluster, difficulty, mixing, seed)
+    uses = {"cluster": ("cluster", "saerl"), "difficulty": ("difficulty", "saerl")}
+    cluster = _column(ds, cluster_column) if curriculum in uses["cluster"] and cluster_column in cols else None
+    difficulty = (_column(ds, difficulty_column) if curriculum in uses["difficulty"] and difficulty_column in cols
+                  else None)
+    order = curriculum_order(n, prompts_per_batch, curriculum, cluster, difficulty, curriculum_mixing, seed)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n, dtype=np.int64)
-    ds = ds.add_column(RANK_COLUMN, rank).add_column(BATCH_COLUMN, rank // int(unique_prompts_per_batch))
-    spec = {"mode": mode, "mixing": float(mixing), "seed": int(seed), "unique_prompts_per_batch":
-            int(unique_prompts_per_batch), "cluster_column": cluster_column, "difficulty_column": difficulty_column}
+    ds = ds.add_column(RANK_COLUMN, rank).add_column(BATCH_COLUMN, rank // int(prompts_per_batch))
+    spec = {"curriculum": curriculum, "curriculum_mixing": float(curriculum_mixing), "seed": int(seed),
+            "prompts_per_batch": int(prompts_per_batch), "cluster_column": cluster_column,
+            "difficulty_column": difficulty_column}
     write_provenance(ds, spec, key=SPEC_KEY)
-    validate_alignment(n, unique_prompts_per_batch)
+    validate_alignment(n, prompts_per_batch)
     return ds
 
 
 def order_spec(ds) -> dict | None:
-    """The recipe of a dataset's stored order (mode, mixing, seed, key columns), or None if it has none."""
+    """The recipe of a dataset's stored order (curriculum, curriculum_mixing, seed, prompts_per_batch, key columns;
+    older datasets' key names read as these), or None if it has none."""
     spec = read_provenance(ds).get(SPEC_KEY)
-    return spec if isinstance(spec, dict) and spec.get("mode") in MODES else None
+    if not isinstance(spec, dict):
+        return None
+    spec = {OLD_CURRICULUM_KEYS.get(key, key): value for key, value in spec.items()}
+    return spec if spec.get("curriculum") in CURRICULA else None
 
 
-def fit_to_geometry(ds, unique_prompts_per_batch: int):
-    """The stored order made right for a run with ``unique_prompts_per_batch`` (B) prompts per generation batch.
+@renamed_kwargs(unique_prompts_per_batch="prompts_per_batch")
+def fit_to_geometry(ds, prompts_per_batch: int):
+    """The stored order made right for a run with ``prompts_per_batch`` (B) unique prompts per generation batch.
 
     Unchanged when it was built for this B over these rows. Otherwise (another GPU count or batch geometry, or
     rows filtered after ordering) the same order is rebuilt for B from its keys and the rebuild is logged; a
     dataset without a stored recipe keeps its sequence (re-ranked 0..n-1) with a warning. Never raises for a
     different geometry; deterministic, so every process rebuilds the same order.
     """
-    b, n = int(unique_prompts_per_batch), len(ds)
+    b, n = int(prompts_per_batch), len(ds)
     cols = ds.column_names
     if RANK_COLUMN not in cols:
         raise CurriculumError(f"no '{RANK_COLUMN}' column. Fix: train on a curated dataset (saerl-hf curate) or call "
-                              f"add_curriculum_rank(ds, unique_prompts_per_batch, mode=...).")
+                              f"add_curriculum_rank(ds, prompts_per_batch, curriculum=...).")
     rank = _column(ds, RANK_COLUMN).astype(np.int64)
     permutation = bool(np.array_equal(np.sort(rank), np.arange(n)))
     spec = order_spec(ds)
-    built_for = (spec or {}).get("unique_prompts_per_batch")
+    built_for = (spec or {}).get("prompts_per_batch")
     if permutation and BATCH_COLUMN in cols:
         built_for = _infer_built_for(rank, _column(ds, BATCH_COLUMN).astype(np.int64))
     if permutation and built_for in (None, b):
@@ -371,15 +397,15 @@ def fit_to_geometry(ds, unique_prompts_per_batch: int):
            f"'{RANK_COLUMN}' does not number these {n} rows 0..{n - 1} (rows were filtered after ordering)")
     needs = {"cluster": ["cluster_column"], "difficulty": ["difficulty_column"],
              "saerl": ["cluster_column", "difficulty_column"], "random": []}
-    if spec is not None and all(spec.get(k) in cols for k in needs[spec["mode"]]):
+    if spec is not None and all(spec.get(k) in cols for k in needs[spec["curriculum"]]):
         logger.info("curriculum: the stored %s order was %s; rebuilt it for %d prompts per batch from its keys "
                     "(%s, mixing %s, seed %s), so cluster-first batches line up with this run's batches",
-                    spec["mode"], why, b, ", ".join(spec[k] for k in needs[spec["mode"]]) or "seed only",
-                    spec["mixing"], spec["seed"])
-        return add_curriculum_rank(ds, b, mode=spec["mode"], mixing=spec["mixing"], seed=spec["seed"],
-                                   cluster_column=spec.get("cluster_column", "cluster"),
+                    spec["curriculum"], why, b, ", ".join(spec[k] for k in needs[spec["curriculum"]]) or "seed only",
+                    spec["curriculum_mixing"], spec["seed"])
+        return add_curriculum_rank(ds, b, curriculum=spec["curriculum"], curriculum_mixing=spec["curriculum_mixing"],
+                                   seed=spec["seed"], cluster_column=spec.get("cluster_column", "cluster"),
                                    difficulty_column=spec.get("difficulty_column", "difficulty"))
-    logger.warning("curriculum: the stored order was %s and its recipe (mode, mixing, seed, key columns) is not "
+    logger.warning("curriculum: the stored order was %s and its recipe (curriculum, mixing, seed, key columns) is not "
                    "stored with the dataset, so it cannot be rebuilt; following the stored sequence, whose batches "
                    "may straddle this run's. Fix: re-curate with this version, or set curriculum: saerl to order "
                    "the rows here.", why)
@@ -398,7 +424,7 @@ def sort_by_curriculum(ds, flatten: bool = True):
     """
     if RANK_COLUMN not in ds.column_names:
         raise CurriculumError(
-            f"no '{RANK_COLUMN}' column. Fix: call add_curriculum_rank(ds, unique_prompts_per_batch, mode=...) first."
+            f"no '{RANK_COLUMN}' column. Fix: call add_curriculum_rank(ds, prompts_per_batch, curriculum=...) first."
         )
     rank = _column(ds, RANK_COLUMN).astype(np.int64)
     if not np.array_equal(np.sort(rank), np.arange(len(ds))):
@@ -407,9 +433,9 @@ def sort_by_curriculum(ds, flatten: bool = True):
     return out.flatten_indices() if flatten else out
 
 
-def batch_stats(order: np.ndarray, unique_prompts_per_batch: int, cluster=None, difficulty=None) -> dict:
+def batch_stats(order: np.ndarray, prompts_per_batch: int, cluster=None, difficulty=None) -> dict:
     """Diagnostics of an order: cluster purity of batches and Spearman-like easy->hard trend (for docs/tests)."""
-    b = int(unique_prompts_per_batch)
+    b = int(prompts_per_batch)
     nb = order.size // b
     out: dict = {"num_batches": nb}
     if cluster is not None and nb:

@@ -96,7 +96,7 @@ def run_demo(config: DemoConfig) -> dict:
         "source_levels": ["mawps_singleop=1", "mawps_addsub=1", "mawps_singleeq=2", "mawps_multiarith=2",
                           "asdiv=2", "svamp=3", "gsm8k=4"],
         "quality_train_size": config.quality_train_size, "n_clusters": config.n_clusters,
-        "order": "saerl", "prompts_per_batch": 2,
+        "curriculum": "saerl", "prompts_per_batch": 2,
     }))
     print("[2/4] curate: featurize -> difficulty / quality / clusters -> order ...", flush=True)
     experiment = ExperimentConfig(
@@ -135,7 +135,7 @@ def _print_summary(out: Path, summary: dict, results: dict) -> None:
     print(f"  fitted probes        {out / 'curated' / 'probes'}   (safetensors + JSON)")
     print(f"  curate summary       {out / 'curated' / 'summary.json'}")
     print(f"  GRPO runs + models   {out / 'experiment' / 'runs'}")
-    print("Next: `saerl-hf push <curated dir> --repo-id <you>/<name> --revision v1` publishes the curated set;")
+    print("Next: `saerl-hf push <curated dir> --repo_id <you>/<name> --hub_revision v1` publishes the curated set;")
     print("      docs/RESULTS.md holds the testbed comparison (python -m saerl_hf.experiment).")
     print("=" * 72)
 

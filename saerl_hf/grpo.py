@@ -30,6 +30,7 @@ from saerl_hf.grpo_heldout import HeldOutEvalCallback
 
 logger = logging.getLogger("saerl_hf.grpo")
 
+# vanilla / rank / adaptive here, the orders built from the columns in saerl_hf.curriculum (what curate writes)
 CURRICULA = ("vanilla", "rank", "saerl", "difficulty", "cluster", "random", "adaptive")
 
 
@@ -42,17 +43,21 @@ class GRPOScriptArguments:
         metadata={"help": "Hub dataset id, local dir (save_to_disk or a curated dir), data file, or benchmark "
                   "name(s) known to saerl_hf.data (comma-separated for a mixture)."},
     )
-    dataset_revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag, sha)."})
+    dataset_revision: str | None = field(default=None, metadata={
+        "help": "Revision (branch, tag, sha) of the Hub dataset to read, e.g. the hub_revision curate pushed to; "
+                "hub_revision (TRL) is where this run's model is pushed."})
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config name."})
     dataset_train_split: str = field(default="train", metadata={"help": "Split used for training."})
     dataset_limit: int | None = field(default=None, metadata={"help": "Use only the first N rows (smoke runs)."})
     curriculum: str = field(
         default="saerl",
-        metadata={"help": "vanilla (TRL's shuffled RepeatSampler) | rank (follow the dataset's curriculum_rank as "
-                  "curated) | saerl | difficulty | cluster | random (order built here for this run's batch size) | "
-                  "adaptive (target difficulty moves with the reward)."},
+        metadata={"help": "vanilla (TRL's shuffled RepeatSampler) | rank (follow the dataset's curriculum_rank, as "
+                  "curate wrote it with its own `curriculum:`) | saerl | difficulty | cluster | random (curate's "
+                  "curricula, built here for this run's batch size) | adaptive (target difficulty moves with the "
+                  "reward)."},
     )
-    curriculum_mixing: float = field(default=0.25, metadata={"help": "Share of each batch tail-swapped with neighbours."})
+    curriculum_mixing: float = field(default=0.25, metadata={
+        "help": "Share of each batch tail-swapped with its neighbouring batches (saerl and cluster built here)."})
     curriculum_seed: int | None = field(default=None, metadata={"help": "Order seed (default: the training seed)."})
     epoch_order: str = field(default="repeat", metadata={"help": "Later epochs: repeat | band_shuffle."})
     num_bands: int = field(default=4, metadata={"help": "Bands for epoch_order=band_shuffle."})
@@ -112,25 +117,25 @@ def _check_args(script_args, training_args) -> None:
 def _sampler_setup(script_args, training_args, ds):
     """(dataset, sampler name, sampler kwargs) for CurriculumGRPOTrainer."""
     from saerl_hf.curriculum import (
-        MODES,
         RANK_COLUMN,
         add_curriculum_rank,
         fit_to_geometry,
+        prompts_per_batch,
         sort_by_curriculum,
-        unique_prompts_per_batch,
         validate_alignment,
     )
 
-    mode = script_args.curriculum
-    if mode == "vanilla":
+    curriculum = script_args.curriculum
+    if curriculum == "vanilla":
         return ds, "default", {}
-    if mode == "adaptive":
+    if curriculum == "adaptive":
         return ds, "adaptive", {"target": script_args.adaptive_target, "eta": script_args.adaptive_eta,
                                 "alpha": script_args.adaptive_alpha, "beta": script_args.adaptive_beta}
-    b = unique_prompts_per_batch(training_args)
-    if mode in MODES:
+    b = prompts_per_batch(training_args)
+    if curriculum != "rank":  # one of curate's curricula, built here for this run's B
         seed = training_args.seed if script_args.curriculum_seed is None else script_args.curriculum_seed
-        ds = sort_by_curriculum(add_curriculum_rank(ds, b, mode=mode, mixing=script_args.curriculum_mixing, seed=seed))
+        ds = sort_by_curriculum(add_curriculum_rank(ds, b, curriculum=curriculum,
+                                                    curriculum_mixing=script_args.curriculum_mixing, seed=seed))
     elif RANK_COLUMN not in ds.column_names:
         raise ValueError(f"curriculum=rank needs a '{RANK_COLUMN}' column. Fix: train on a curated dataset "
                          f"(saerl-hf curate) or pick curriculum: saerl to order it here.")
@@ -138,7 +143,7 @@ def _sampler_setup(script_args, training_args, ds):
         ds = fit_to_geometry(ds, b)
     report = validate_alignment(ds, b, zero_patch=False)
     if report.aligned and not report.dropped_tail:  # otherwise validate_alignment has already warned
-        logger.info("curriculum %s: %s", mode, report.message())
+        logger.info("curriculum %s: %s", curriculum, report.message())
     return ds, "curriculum", {"epoch_order": script_args.epoch_order, "num_bands": script_args.num_bands}
 
 

@@ -67,11 +67,11 @@ class CurriculumGRPOTrainer(GRPOTrainer):
             self.add_callback(self.adaptive_callback)
         if sampler == "curriculum" and self.train_dataset is not None:
             # another batch geometry than the order was built for: rebuild it for this run's B (logged)
-            self.train_dataset = fit_to_geometry(self.train_dataset, self._unique_prompts_per_batch())
+            self.train_dataset = fit_to_geometry(self.train_dataset, self._prompts_per_batch())
             # warns about a dropped tail; the sampler follows curriculum_rank, so row order is free
-            validate_alignment(self.train_dataset, self._unique_prompts_per_batch(), zero_patch=False)
+            validate_alignment(self.train_dataset, self._prompts_per_batch(), zero_patch=False)
 
-    def _unique_prompts_per_batch(self) -> int:
+    def _prompts_per_batch(self) -> int:
         return self.args.generation_batch_size // self.num_generations
 
     def _rounds_ahead(self) -> int:
@@ -89,7 +89,7 @@ class CurriculumGRPOTrainer(GRPOTrainer):
         common = dict(
             data_source=dataset,
             mini_repeat_count=self.num_generations,
-            batch_size=self._unique_prompts_per_batch(),
+            batch_size=self._prompts_per_batch(),
             repeat_count=self.num_iterations * self.args.steps_per_generation,
             seed=self.args.seed,
         )

@@ -89,7 +89,7 @@ class CurriculumRepeatSampler(Sampler[int]):
             if rank_column not in cols:
                 raise CurriculumError(
                     f"the train dataset has no '{rank_column}' column (columns: {', '.join(cols)}). Fix: run "
-                    f"saerl_hf.curriculum.add_curriculum_rank(ds, unique_prompts_per_batch, mode=...) or the "
+                    f"saerl_hf.curriculum.add_curriculum_rank(ds, prompts_per_batch, curriculum=...) or the "
                     f"curate pipeline, or use sampler='default'."
                 )
             rank = _column(data_source, rank_column).astype(np.int64)

@@ -118,7 +118,8 @@ def build_curated_dir(out: Path, limit: int = 50, variant: int = 0) -> Path:
         "sources": [{"name": "gsm8k", "hub": "openai/gsm8k", "split": "test", "rows": limit, "license": "MIT"}],
         "counts": {"loaded": limit, "dropped_quality": 0, "kept": n},
         "metrics": {"difficulty": {"spearman": 0.41}, "quality": {"auroc": 0.77}},
-        "order": {"mode": "saerl", "mixing": 0.25, "prompts_per_batch": 8, "seed": variant},
+        "curriculum": {"curriculum": "saerl", "curriculum_mixing": 0.25, "prompts_per_batch": 8,
+                       "seed": variant},
         "timings": {"featurize_s": 1.0}, "command": f"saerl-hf curate --config recipes/test.yaml --seed {variant}",
     }, indent=2))
     return out

@@ -445,7 +445,7 @@ def test_curate_recipe_with_unknown_key_or_wrong_dtype(tmp_path):
 @pytest.mark.parametrize("settings,pattern", [
     ({"quality_threshold": 0.5, "quality_keep_fraction": 0.8}, r"either quality_threshold or quality_keep_fraction"),
     ({"prompts_per_batch": 0}, r"prompts_per_batch and chunk_size must be >= 1 \(got 0"),
-    ({"order": "hardest-first"}, r"order must be saerl"),
+    ({"curriculum": "hardest-first"}, r"curriculum must be saerl"),
     ({"sources": []}, r"sources is empty"),
     ({"columns": ["problem"]}, r"columns entry 'problem' is not 'canonical=source'"),
     ({"quality_threshold": None, "quality_keep_fraction": 1.5}, r"quality_keep_fraction must be in \(0, 1\]"),
@@ -459,7 +459,7 @@ def test_curate_config_conflicts_name_the_field_and_fix(settings, pattern):
 
 
 def test_curate_resume_with_other_settings_keeps_the_finished_run(tmp_path):
-    from saerl_hf.curate import CurateConfig, CurateError, run_curate
+    from saerl_hf.curate import PUBLISH_OPTIONS, CurateConfig, CurateError, run_curate
 
     out = tmp_path / "run"
     (out / "stages").mkdir(parents=True)
@@ -467,7 +467,7 @@ def test_curate_resume_with_other_settings_keeps_the_finished_run(tmp_path):
     from dataclasses import asdict
 
     (out / "stages" / "config.json").write_text(json.dumps(
-        {k: v for k, v in asdict(first).items() if k not in ("push_to_hub", "hub_revision", "create_pr")},
+        {k: v for k, v in asdict(first).items() if k not in PUBLISH_OPTIONS},
         sort_keys=True))
     (out / "stages" / "01_load").mkdir()
     (out / "stages" / "01_load" / "data.arrow").write_bytes(b"finished work")

@@ -100,7 +100,7 @@ def test_other_settings_in_the_same_dir_are_refused(curated, tiny_model_dir, tin
 
 def test_bad_config_values_name_the_field():
     with pytest.raises(CurateError, match="order must be"):
-        CurateConfig(order="hardest-first")
+        CurateConfig(curriculum="hardest-first")
     with pytest.raises(CurateError, match="source_levels entry 'gsm8k'"):
         CurateConfig(source_levels=["gsm8k"])
     with pytest.raises(CurateError, match="either quality_threshold or quality_keep_fraction"):

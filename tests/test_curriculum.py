@@ -1,4 +1,4 @@
-"""SAERL ordering: modes, determinism, cluster-first batches, mixing share, alignment, quality filter."""
+"""SAERL ordering: curricula, determinism, cluster-first batches, mixing share, alignment, quality filter."""
 
 from __future__ import annotations
 
@@ -21,18 +21,18 @@ def _signals(n=203, k=5, seed=0):
     return rng.integers(0, k, n), rng.random(n)
 
 
-@pytest.mark.parametrize("mode", ["random", "difficulty", "cluster", "saerl"])
+@pytest.mark.parametrize("curriculum", ["random", "difficulty", "cluster", "saerl"])
 @pytest.mark.parametrize("mixing", [0.0, 0.25, 1.0])
-def test_every_mode_is_a_seeded_permutation(mode, mixing):
+def test_every_curriculum_is_a_seeded_permutation(curriculum, mixing):
     c, d = _signals()
     d = np.floor(d * 5)  # integer levels: ties are broken by the seed
-    a = curriculum_order(len(c), 8, mode, c, d, mixing, seed=1)
+    a = curriculum_order(len(c), 8, curriculum, c, d, mixing, seed=1)
     assert np.array_equal(np.sort(a), np.arange(len(c)))
-    assert np.array_equal(a, curriculum_order(len(c), 8, mode, c, d, mixing, seed=1))
-    assert not np.array_equal(a, curriculum_order(len(c), 8, mode, c, d, mixing, seed=2))
+    assert np.array_equal(a, curriculum_order(len(c), 8, curriculum, c, d, mixing, seed=1))
+    assert not np.array_equal(a, curriculum_order(len(c), 8, curriculum, c, d, mixing, seed=2))
 
 
-def test_difficulty_mode_is_global_easy_to_hard():
+def test_difficulty_curriculum_is_global_easy_to_hard():
     c, d = _signals()
     order = curriculum_order(len(c), 8, "difficulty", c, d)
     assert np.all(np.diff(d[order]) >= 0)
@@ -41,7 +41,7 @@ def test_difficulty_mode_is_global_easy_to_hard():
 def test_saerl_without_mixing_gives_cluster_pure_batches_easy_to_hard_inside_each_cluster():
     c, d = _signals(n=4 * 48, k=4)  # may leave remainders: those form a few mixed batches
     b = 8
-    order = curriculum_order(len(c), b, "saerl", c, d, mixing=0.0, seed=3)
+    order = curriculum_order(len(c), b, "saerl", c, d, curriculum_mixing=0.0, seed=3)
     batches = order[: len(order) // b * b].reshape(-1, b)
     pure = [len(set(c[row])) == 1 for row in batches]
     sizes = np.bincount(c)
@@ -52,8 +52,8 @@ def test_saerl_without_mixing_gives_cluster_pure_batches_easy_to_hard_inside_eac
     # batches are interleaved across clusters, not one cluster after another
     majority = np.array([np.bincount(c[row]).argmax() for row in batches])
     assert np.mean(majority[1:] != majority[:-1]) > 0.5
-    # cluster mode: same batch structure, no curriculum inside clusters
-    cl = curriculum_order(len(c), b, "cluster", c, d, mixing=0.0, seed=3)
+    # cluster curriculum: same batch structure, no curriculum inside clusters
+    cl = curriculum_order(len(c), b, "cluster", c, d, curriculum_mixing=0.0, seed=3)
     assert batch_stats(cl, b, c, d)["mean_purity"] == batch_stats(order, b, c, d)["mean_purity"]
     assert batch_stats(order, b, c, d)["difficulty_trend"] > 0.8 > batch_stats(cl, b, c, d)["difficulty_trend"]
 
@@ -63,8 +63,8 @@ def test_tail_swap_moves_the_configured_share_between_neighbours_only(mixing):
     b, k_clusters, per = 8, 4, 64
     c = np.repeat(np.arange(k_clusters), per)  # sizes are multiples of b: all batches start pure
     d = np.random.default_rng(0).random(c.size)
-    pure = curriculum_order(c.size, b, "saerl", c, d, mixing=0.0, seed=5)
-    mixed = curriculum_order(c.size, b, "saerl", c, d, mixing=mixing, seed=5)
+    pure = curriculum_order(c.size, b, "saerl", c, d, curriculum_mixing=0.0, seed=5)
+    mixed = curriculum_order(c.size, b, "saerl", c, d, curriculum_mixing=mixing, seed=5)
     pb, mb = pure.reshape(-1, b), mixed.reshape(-1, b)
     k = int(round(mixing * b))
     for i in range(1, len(pb) - 1):  # inner batches exchange exactly k prompts, all from batches i-1 / i+1
@@ -78,8 +78,8 @@ def test_tail_swap_moves_the_configured_share_between_neighbours_only(mixing):
 def test_tail_swap_share_holds_on_average_for_small_batches(b, mixing):
     c = np.repeat(np.arange(4), 60 * b)  # every batch starts pure
     d = np.random.default_rng(1).random(c.size)
-    pure = curriculum_order(c.size, b, "saerl", c, d, mixing=0.0, seed=2).reshape(-1, b)
-    mixed = curriculum_order(c.size, b, "saerl", c, d, mixing=mixing, seed=2).reshape(-1, b)
+    pure = curriculum_order(c.size, b, "saerl", c, d, curriculum_mixing=0.0, seed=2).reshape(-1, b)
+    mixed = curriculum_order(c.size, b, "saerl", c, d, curriculum_mixing=mixing, seed=2).reshape(-1, b)
     moved = np.mean([len(set(m) - set(p)) / b for p, m in zip(pure[1:-1], mixed[1:-1])])
     assert abs(moved - mixing) < 0.02
     for i in range(1, len(pure) - 1):
@@ -98,7 +98,7 @@ def test_remainders_and_tail_are_reported():
 def test_add_rank_sort_and_alignment_on_a_dataset():
     c, d = _signals(n=100, k=3)
     ds = Dataset.from_dict({"id": [f"p{i}" for i in range(100)], "cluster": c, "difficulty": d})
-    ranked = add_curriculum_rank(ds, 10, mode="saerl", seed=0)
+    ranked = add_curriculum_rank(ds, 10, curriculum="saerl", seed=0)
     rank = np.array(ranked["curriculum_rank"])
     assert np.array_equal(np.sort(rank), np.arange(100))
     assert np.array_equal(np.array(ranked["curriculum_batch"]), rank // 10)
@@ -108,11 +108,11 @@ def test_add_rank_sort_and_alignment_on_a_dataset():
     assert ok.aligned and ok.sorted_by_rank and ok.dropped_tail == 0
     bad = validate_alignment(ordered, 8)
     assert not bad.aligned and "built for 10" in bad.message() and "dropped" in bad.message()
-    with pytest.raises(CurriculumError, match="unique_prompts_per_batch=8"):
+    with pytest.raises(CurriculumError, match="prompts_per_batch=8"):
         validate_alignment(ordered, 8, strict=True)
     assert validate_alignment(ranked, 10).sorted_by_rank is False
     # re-ranking replaces the columns instead of failing on duplicates
-    again = add_curriculum_rank(ranked, 5, mode="difficulty")
+    again = add_curriculum_rank(ranked, 5, curriculum="difficulty")
     assert np.all(np.diff(np.array(d)[np.argsort(again["curriculum_rank"])]) >= 0)
 
 
@@ -124,9 +124,9 @@ def test_errors_name_the_field_and_the_fix():
         curriculum_order(20, 4, "saerl", c, d)
     with pytest.raises(CurriculumError, match="needs a 'cluster' column"):
         curriculum_order(20, 4, "cluster", None, None)
-    with pytest.raises(CurriculumError, match="mixing must be in"):
-        curriculum_order(20, 4, "saerl", c, np.zeros(20), mixing=1.5)
-    with pytest.raises(CurriculumError, match="unknown curriculum mode"):
+    with pytest.raises(CurriculumError, match="curriculum_mixing must be in"):
+        curriculum_order(20, 4, "saerl", c, np.zeros(20), curriculum_mixing=1.5)
+    with pytest.raises(CurriculumError, match="unknown curriculum"):
         curriculum_order(20, 4, "easy")
     with pytest.raises(CurriculumError, match="nothing would be trained"):
         validate_alignment(3, 4)
@@ -136,7 +136,7 @@ def test_errors_name_the_field_and_the_fix():
 
 def test_string_cluster_labels_work():
     labels = np.array(["algebra", "geometry", "algebra", "number"] * 8)
-    order = curriculum_order(32, 4, "cluster", labels, None, mixing=0.0)
+    order = curriculum_order(32, 4, "cluster", labels, None, curriculum_mixing=0.0)
     assert all(len(set(labels[row])) == 1 for row in order.reshape(-1, 4))
 
 
@@ -161,11 +161,11 @@ def test_keep_by_quality_threshold_and_top_fraction():
 # ----------------------------------------------------------------------------- batch geometry
 
 
-def _curated(n=60, b=5, mode="saerl", seed=3):
+def _curated(n=60, b=5, curriculum="saerl", seed=3):
     """A dataset as curate stores it: ranked for ``b`` prompts per batch, rows sorted by rank."""
     c, d = _signals(n=n, k=3, seed=seed)
     ds = Dataset.from_dict({"id": [f"p{i}" for i in range(n)], "cluster": c, "difficulty": d})
-    return sort_by_curriculum(add_curriculum_rank(ds, b, mode=mode, seed=seed))
+    return sort_by_curriculum(add_curriculum_rank(ds, b, curriculum=curriculum, seed=seed))
 
 
 def _ids_in_rank_order(ds):
@@ -176,7 +176,7 @@ def test_order_recipe_travels_with_the_dataset():
     from saerl_hf.curriculum import order_spec
 
     ds = _curated()
-    assert order_spec(ds) == {"mode": "saerl", "mixing": 0.25, "seed": 3, "unique_prompts_per_batch": 5,
+    assert order_spec(ds) == {"curriculum": "saerl", "curriculum_mixing": 0.25, "seed": 3, "prompts_per_batch": 5,
                               "cluster_column": "cluster", "difficulty_column": "difficulty"}
     reloaded = ds.map(lambda r: {"x": 1}).filter(lambda r: True)  # GRPO's prepare_prompts / quality filter
     assert order_spec(reloaded) == order_spec(ds)
@@ -192,7 +192,7 @@ def test_fit_to_geometry_rebuilds_the_same_recipe_for_another_batch_size(b, capl
         fitted = fit_to_geometry(ds, b)
     assert "built for 5 unique prompts per generation batch, this run has " + str(b) in caplog.text
     c, d = np.array(ds["cluster"]), np.array(ds["difficulty"])
-    intended = curriculum_order(len(ds), b, "saerl", c, d, mixing=0.25, seed=3)
+    intended = curriculum_order(len(ds), b, "saerl", c, d, curriculum_mixing=0.25, seed=3)
     assert _ids_in_rank_order(fitted) == [ds["id"][i] for i in intended]
     assert _ids_in_rank_order(fitted) != _ids_in_rank_order(ds)
     report = validate_alignment(fitted, b, zero_patch=False)
@@ -257,14 +257,14 @@ def test_a_published_revision_carries_its_order_recipe_to_any_geometry(hub, hub_
 
     root = build_curated_dir(tmp_path / "curated", limit=40)
     ds = load_from_disk(str(root / "dataset"))
-    ranked = sort_by_curriculum(add_curriculum_rank(ds.remove_columns("curriculum_rank"), 5, mode="saerl", seed=4))
+    ranked = sort_by_curriculum(add_curriculum_rank(ds.remove_columns("curriculum_rank"), 5, curriculum="saerl", seed=4))
     ranked.save_to_disk(str(tmp_path / "ranked"))
     shutil.rmtree(root / "dataset")
     shutil.copytree(tmp_path / "ranked", root / "dataset")
-    hub_run("push", str(root), "--repo-id", "saerl/geometry", "--revision", "v1", "--retry-base-wait", "0.01")
+    hub_run("push", str(root), "--repo-id", "saerl/geometry", "--hub_revision", "v1", "--retry-base-wait", "0.01")
     proc = hub_run("saerl/geometry", "v1", "2", code=_LOAD_AND_FIT)
     got = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1].removeprefix("RESULT "))
-    assert got["spec"]["mode"] == "saerl" and got["spec"]["unique_prompts_per_batch"] == 5 and got["spec"]["seed"] == 4
+    assert got["spec"]["curriculum"] == "saerl" and got["spec"]["prompts_per_batch"] == 5 and got["spec"]["seed"] == 4
     order = curriculum_order(len(ranked), 2, "saerl", np.array(ranked["cluster"]), np.array(ranked["difficulty"]),
-                             mixing=0.25, seed=4)
+                             curriculum_mixing=0.25, seed=4)
     assert got["ids"] == [ranked["id"][i] for i in order]

@@ -112,7 +112,7 @@ def test_rank_curriculum_rebuilds_an_order_made_for_another_geometry(caplog):
     from trl import GRPOConfig
 
     ds = Dataset.from_dict({"cluster": [0, 1] * 12, "difficulty": np.linspace(0, 1, 24)})
-    ds = add_curriculum_rank(ds, 3, mode="saerl")  # built for 3 prompts per batch
+    ds = add_curriculum_rank(ds, 3, curriculum="saerl")  # built for 3 prompts per batch
     args = GRPOConfig(output_dir="/tmp/unused", per_device_train_batch_size=4, num_generations=2, use_cpu=True,
                       bf16=False, report_to="none")
     with caplog.at_level("INFO", logger="saerl_hf.curriculum"):
@@ -121,7 +121,7 @@ def test_rank_curriculum_rebuilds_an_order_made_for_another_geometry(caplog):
     here, _, _ = _sampler_setup(GRPOScriptArguments(curriculum="saerl"), args, ds)  # built here for B=2
     assert sampler == "curriculum" and here["curriculum_batch"][:4] == [0, 0, 1, 1]
     assert sorted(rank["curriculum_batch"]) == sorted(here["curriculum_batch"])
-    assert rank["curriculum_rank"] == add_curriculum_rank(ds, 2, mode="saerl")["curriculum_rank"]
+    assert rank["curriculum_rank"] == add_curriculum_rank(ds, 2, curriculum="saerl")["curriculum_rank"]
 
 
 # ----------------------------------------------------------------------------- real launches
@@ -253,7 +253,7 @@ def test_gpu_recipes_fit_their_accelerate_configs(recipe, accelerate_config):
     """What a GPU launch checks before its first step, checked here without a GPU: the generation batch splits into
     whole groups on every process count the config names, the curated order's B matches (else it is rebuilt,
     logged), vLLM colocate leaves memory for training, and bf16 agrees between recipe and accelerate config."""
-    from saerl_hf.curriculum import unique_prompts_per_batch
+    from saerl_hf.curriculum import prompts_per_batch
 
     accel = yaml.safe_load((ROOT / "recipes" / "accelerate_configs" / accelerate_config).read_text())
     raw = yaml.safe_load(recipe.read_text())
@@ -266,7 +266,7 @@ def test_gpu_recipes_fit_their_accelerate_configs(recipe, accelerate_config):
     assert (training_args.per_device_train_batch_size * processes) % training_args.num_generations == 0
     curate = yaml.safe_load((ROOT / "recipes" / "qwen2.5-math-1.5b" / "curate" / "deepmath.yaml").read_text())
     assert curate["prompts_per_batch"] == global_batch // training_args.num_generations
-    assert unique_prompts_per_batch(training_args) * processes == global_batch // training_args.num_generations
+    assert prompts_per_batch(training_args) * processes == global_batch // training_args.num_generations
     assert raw["bf16"] is True and accel["mixed_precision"] == "bf16" and raw["dtype"] == "bfloat16"
     assert raw["use_vllm"] and raw["vllm_mode"] == "colocate" and 0 < raw["vllm_gpu_memory_utilization"] <= 0.5
     assert processes % raw.get("vllm_tensor_parallel_size", 1) == 0

@@ -52,7 +52,7 @@ def _result(proc) -> dict:
 
 
 def _push(hub_run, curated: Path, repo: str, revision: str, *extra: str, check: bool = True):
-    proc = hub_run("push", str(curated), "--repo-id", repo, "--revision", revision, "--retry-base-wait", "0.01",
+    proc = hub_run("push", str(curated), "--repo-id", repo, "--hub_revision", revision, "--retry-base-wait", "0.01",
                    *extra, check=check)
     return (_result(proc) if proc.returncode == 0 else None), proc
 
@@ -94,7 +94,7 @@ def test_two_revisions_round_trip_rows_card_probes(hub, hub_run, curated_dirs):
     assert data["configs"][0]["data_files"][0]["path"] == "data/train-*"  # push_to_hub's YAML kept
     assert data["dataset_info"]["splits"][0]["num_examples"] == 50
     assert data["license"] == "mit" and data["source_datasets"] == ["openai/gsm8k"] and "saerl" in data["tags"]
-    for needle in ("test-sae-v0", "blocks.12.hook_resid_post", "| mixing | 0.25 |", "| prompts per batch | 8 |",
+    for needle in ("test-sae-v0", "blocks.12.hook_resid_post", "| curriculum_mixing | 0.25 |", "| prompts_per_batch | 8 |",
                    r1["dataset_sha256"], "saerl-hf curate --config recipes/test.yaml --seed 0", "`curriculum_rank`",
                    'revision="v1"', "| openai/gsm8k | test | 50 |  | MIT |", "huggingface_hub 2.4"):
         assert needle in text, needle
@@ -150,7 +150,7 @@ def test_push_killed_midway_resumes_without_repushing(hub, hub_run, hub_env, cur
     v2 = curated_dirs[1]
     before = tree_digest(v2)
     released = hub.faults.hold("commit", after=1)
-    cmd = [sys.executable, "-m", "saerl_hf.cli", "push", str(v2), "--repo-id", "saerl/killed", "--revision", "v1"]
+    cmd = [sys.executable, "-m", "saerl_hf.cli", "push", str(v2), "--repo-id", "saerl/killed", "--hub_revision", "v1"]
     proc = subprocess.Popen(cmd, env=hub_env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert hub.faults.held.wait(timeout=120), "the push never reached its second commit"
@@ -216,11 +216,11 @@ def test_canary_token_is_never_written(hub, hub_run, hub_env, curated_dirs, tmp_
     env = {**hub_env, "HF_TOKEN": canary}
     hub.reset_log()
     hub.faults.fail("commit", 500, times=-1, after=1)
-    failed = hub_run("push", str(curated_dirs[0]), "--repo-id", "saerl/canary", "--revision", "v1", "--token",
+    failed = hub_run("push", str(curated_dirs[0]), "--repo-id", "saerl/canary", "--hub_revision", "v1", "--token",
                      canary, "--max-retries", "0", env=env, check=False)
     assert failed.returncode == 1
     hub.faults.clear()
-    done = hub_run("push", str(curated_dirs[0]), "--repo-id", "saerl/canary", "--revision", "v1", "--token",
+    done = hub_run("push", str(curated_dirs[0]), "--repo-id", "saerl/canary", "--hub_revision", "v1", "--token",
                    canary, env=env)
     loaded = hub_run(code="from saerl_hf.hub import load_curated; print(load_curated('saerl/canary', 'v1').source)",
                      env=env)
@@ -329,7 +329,8 @@ def test_card_fields_from_curate_shaped_summary_and_provenance_in_its_own_field(
                    "| reader model | HuggingFaceTB/SmolLM2-135M-Instruct |", "| reader revision | abc123 |",
                    "| SAE | me/sae-l15 |", f"| SAE hash | {'f' * 64} |", "| layer / hook | 15 / blocks.15.hook_resid_pre |",
                    "| k (latents kept per row) | 8 |", "| reader dtype | bfloat16 |", "| n_clusters | 4 |",
-                   "| quality_threshold | 0.5 |", "| quality: n_dropped | 40 |"):
+                   "| quality_threshold | 0.5 |", "| quality: n_dropped | 40 |",
+                   "| curriculum | saerl |"):  # an older summary (order: {mode}) reads the same
         assert needle in card, needle
     assert "/home/me/out" not in card  # settings that do not decide the rows stay off the card
     record = json.loads(hub.state.blobs[files["saerl/push.json"].key])

@@ -89,7 +89,7 @@ def test_installed_wheel_curates_pushes_and_writes_cards_outside_the_repo(venv, 
     summary = json.loads((work / "curated" / "summary.json").read_text())
     assert summary["rows"] > 0
 
-    pushed = _run([cli, "push", "curated", "--repo-id", "saerl/from-wheel", "--revision", "v1"], work, env)
+    pushed = _run([cli, "push", "curated", "--repo-id", "saerl/from-wheel", "--hub_revision", "v1"], work, env)
     assert json.loads(pushed.stdout.strip().splitlines()[-1])["dataset_pushed"] is True
     repo = hub.state.repos[("dataset", "saerl/from-wheel")]
     card = hub.state.blobs[repo.commits[repo.branches["v1"]].files["README.md"].key].decode()

@@ -88,7 +88,7 @@ def test_process_shards_match_trl(num_processes, per_device, g, spg):
 def _ranked(n=24, b=4, seed=0):
     rng = np.random.default_rng(seed)
     ds = Dataset.from_dict({"id": [f"q{i}" for i in range(n)], "cluster": rng.integers(0, 3, n), "difficulty": rng.random(n)})
-    return add_curriculum_rank(ds, b, mode="saerl", seed=seed)
+    return add_curriculum_rank(ds, b, curriculum="saerl", seed=seed)
 
 
 def test_follows_curriculum_rank_and_drops_the_tail():
@@ -211,7 +211,7 @@ def _train_set(data_dir, n=24, b=2):
     rng = np.random.default_rng(0)
     ds = ds.add_column("cluster", rng.integers(0, 3, len(ds))).add_column("difficulty", rng.random(len(ds)))
     ds = ds.map(lambda r: {"prompt": build_messages(r["problem"], r["source"])})
-    return add_curriculum_rank(ds, b, mode="saerl", seed=0)
+    return add_curriculum_rank(ds, b, curriculum="saerl", seed=0)
 
 
 def _config(tmp_path, max_steps, **kw):
