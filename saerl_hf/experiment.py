@@ -3,7 +3,7 @@
 Every arm trains on the *same* scored pool (curate's unfiltered ``07_signals`` stage) with the same GRPO
 settings; only the data order and the quality filter differ, so differences are the data engineering's.
 Each run is a real ``accelerate launch -m saerl_hf.grpo``; a finished run (its
-``saerl_training.json`` exists) is skipped on rerun, so a killed experiment resumes run by run.
+``grpo_summary.json`` exists) is skipped on rerun, so a killed experiment resumes run by run.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+
+from saerl_hf.grpo_card import OLD_SUMMARY_FILE, SUMMARY_FILE, finished_runs, summary_file
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +142,7 @@ def run_curate_stage(config: ExperimentConfig) -> Path:
     return Path(curate_config.output_dir)
 
 
-RUN_LOGS = ("saerl_training.json", "trainer_state.json", "wall_clock.json", "run_config.yaml", "probe.json")
+RUN_LOGS = (SUMMARY_FILE, OLD_SUMMARY_FILE, "trainer_state.json", "wall_clock.json", "run_config.yaml", "probe.json")
 
 
 def results_root(config: ExperimentConfig) -> Path:
@@ -167,8 +169,7 @@ def keep_finished_runs(config: ExperimentConfig) -> list[Path]:
     import shutil
 
     kept = []
-    for summary in sorted(Path(config.output_dir).glob("runs/*/seed*/saerl_training.json")):
-        run_dir = summary.parent
+    for run_dir in finished_runs(config.output_dir):
         kept.append(keep_run_logs(config, run_dir, run_dir.parent.name, int(run_dir.name.removeprefix("seed"))))
     for name in ("step0.json", "probe_step0.json"):
         source, dest = Path(config.output_dir) / name, results_root(config) / name
@@ -276,10 +277,10 @@ def launch_run(config: ExperimentConfig, arm: str, seed: int, curated: Path) -> 
     """One ``accelerate launch`` GRPO run; skipped when its results already exist."""
     values = run_yaml(config, arm, seed, curated)
     out = Path(values["output_dir"])
-    kept = results_root(config) / "runs" / arm / f"seed{seed}" / "saerl_training.json"
-    if (out / "saerl_training.json").is_file() or kept.is_file():
+    kept = summary_file(results_root(config) / "runs" / arm / f"seed{seed}")
+    if summary_file(out) is not None or kept is not None:
         logger.info("run %s seed %d: done before, skipping", arm, seed)
-        if not kept.is_file():
+        if kept is None:
             keep_run_logs(config, out, arm, seed)
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -329,8 +330,7 @@ def probe_runs(config: ExperimentConfig) -> None:
     if not config.probe_benchmark:
         return
     probe_model(config, base_grpo_values(config)["model_name_or_path"], results_root(config) / "probe_step0.json")
-    for summary in sorted(Path(config.output_dir).glob("runs/*/seed*/saerl_training.json")):
-        run_dir = summary.parent
+    for run_dir in finished_runs(config.output_dir):
         if (run_dir / "config.json").is_file() or (run_dir / "adapter_config.json").is_file():
             logger.info("probe %s on %s", config.probe_benchmark, run_dir)
             probe_model(config, str(run_dir), run_dir / "probe.json")

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from saerl_hf.grpo_card import finished_runs, summary_file
+
 
 def load_run(path: Path) -> dict:
     """Held-out curve, reward curve, settings and wall clock of one finished run."""
-    summary = json.loads((path / "saerl_training.json").read_text())
+    summary = json.loads(summary_file(path).read_text())
     state_path = path / "trainer_state.json"
     log_history = json.loads(state_path.read_text())["log_history"] if state_path.is_file() else []
     rewards = {
@@ -50,9 +52,9 @@ def collect(output_dir: Path) -> dict[str, dict[int, dict]]:
         ids = set(json.loads(ids_path.read_text())["ids"])
         correct = sorted(set(step0["correct_ids"]) & ids)
         step0 = {**step0, "correct_ids": correct, "n": len(ids), "accuracy": len(correct) / max(1, len(ids))}
-    for summary in sorted(Path(output_dir).glob("runs/*/seed*/saerl_training.json")):
-        arm, seed = summary.parent.parent.name, int(summary.parent.name.removeprefix("seed"))
-        run = load_run(summary.parent)
+    for run_dir in finished_runs(output_dir):
+        arm, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed"))
+        run = load_run(run_dir)
         if step0 is not None and all(step != 0 for step, _ in run["curve"]):
             run["curve"].insert(0, (0, float(step0["accuracy"])))
             if "correct_ids" in step0:

@@ -24,7 +24,13 @@ from pathlib import Path
 
 from trl import GRPOConfig, ModelConfig, TrlParser
 
-from saerl_hf.grpo_card import MODEL_CARD_TEMPLATE, PUSH_IGNORE_PATTERNS, push_output, write_model_card
+from saerl_hf.grpo_card import (
+    MODEL_CARD_TEMPLATE,
+    PUSH_IGNORE_PATTERNS,
+    SUMMARY_FILE,
+    push_output,
+    write_model_card,
+)
 from saerl_hf.grpo_data import DROP_COLUMNS_PREFIX, load_heldout, load_train_dataset, prepare_prompts
 from saerl_hf.grpo_heldout import HeldOutEvalCallback
 
@@ -281,9 +287,9 @@ def _run_metrics(train_result, trainer, resume, eval_cb: HeldOutEvalCallback | N
 
 
 def _save_run(summary: dict, tokenizer, script_args, training_args, model_args, push_at_end: bool) -> None:
-    """Main process: tokenizer, saerl_training.json, the model card, and the push when asked."""
+    """Main process: tokenizer, grpo_summary.json, the model card, and the push when asked."""
     tokenizer.save_pretrained(training_args.output_dir)
-    with open(os.path.join(training_args.output_dir, "saerl_training.json"), "w") as fh:
+    with open(os.path.join(training_args.output_dir, SUMMARY_FILE), "w") as fh:
         json.dump(summary, fh, indent=1, default=str)
     curve = [{k: v for k, v in e.items() if k != "correct_ids"} for e in summary["heldout_curve"]]
     write_model_card(training_args.output_dir, script_args, training_args, model_args, summary["metrics"], curve,

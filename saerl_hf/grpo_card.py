@@ -9,10 +9,25 @@ from pathlib import Path
 logger = logging.getLogger("saerl_hf.grpo")
 
 MODEL_CARD_TEMPLATE = "model_card.md"  # found by saerl_hf.cards.card_template (package data)
+SUMMARY_FILE = "grpo_summary.json"  # a run's arguments, metrics and held-out curve, beside TRL's train_results.json
+OLD_SUMMARY_FILE = "saerl_training.json"  # its name until 0.1 (the committed logs under docs/results keep it)
 # Never uploaded: pickles (Trainer's training_args.bin, torch.save'd optimizer/scheduler/RNG states, any *.bin,
 # *.pt, *.pkl) and run folders; model weights go up as safetensors only.
 PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
                         "*.pickle", "*.joblib", "optimizer.*", "scheduler.*", "rng_state*", "training_args*"]
+
+
+def summary_file(run_dir) -> Path | None:
+    """The run summary in ``run_dir`` under its name or its old one; None when the run has not finished."""
+    for name in (SUMMARY_FILE, OLD_SUMMARY_FILE):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    return None
+
+
+def finished_runs(root) -> list[Path]:
+    """The run dirs ``<root>/runs/<arm>/seed<n>`` that hold a summary (either name), sorted."""
+    return sorted(p for p in Path(root).glob("runs/*/seed*") if summary_file(p) is not None)
 
 
 def write_model_card(output_dir, script_args, training_args, model_args, metrics, curve, num_rows) -> Path:

@@ -3,7 +3,7 @@
 Training streams activations from the model with an early exit at the SAE's layer (no activation files),
 shuffles them in an in-memory mixing buffer and feeds sae-lens' ``SAETrainer`` step by step. The result is
 saved in sae-lens' own format (``save_inference_model`` -> ``SAE.load_from_disk``) with a card rendered from
-the ``sae_card.md`` template (:mod:`saerl_hf.cards`) and a ``saerl_training.json`` with the metrics.
+the ``sae_card.md`` template (:mod:`saerl_hf.cards`) and a ``sae_training.json`` with the metrics.
 
 ``load_sae`` takes a local dir, a Hub repo id (``snapshot_download``) or a sae-lens registry entry
 (``release:sae_id``); the reader model need not be the policy model, only its hidden size must match.
@@ -20,16 +20,17 @@ from saerl_hf.sae_data import MixingBuffer, stream_activations, training_texts
 from saerl_hf.sae_load import (
     SAE_CFG,
     SAE_WEIGHTS,
+    TRAINING_FILE,
     SAEHandle,
     SAELoadError,
     default_sae_dir,
     load_sae,
     model_alias,
+    sae_training_info,
 )
 from saerl_hf.sae_train import (
     ARCHITECTURES,
     DEFAULT_SOURCES,
-    TRAINING_FILE,
     TrainResult,
     TrainSAEConfig,
     cli_main,
@@ -41,5 +42,5 @@ from saerl_hf.sae_train import (
 __all__ = [
     "ARCHITECTURES", "DEFAULT_SOURCES", "SAE_CFG", "SAE_WEIGHTS", "TRAINING_FILE", "MixingBuffer", "SAEHandle",
     "SAELoadError", "TrainResult", "TrainSAEConfig", "cli_main", "default_sae_dir", "evaluate_sae", "file_sha256",
-    "load_sae", "model_alias", "render_sae_card", "stream_activations", "train_sae", "training_texts",
+    "load_sae", "model_alias", "render_sae_card", "sae_training_info", "stream_activations", "train_sae", "training_texts",
 ]

@@ -16,6 +16,8 @@ from saerl_hf.models import ModelNotFoundError, cache_dir, file_sha256, resolve_
 
 SAE_WEIGHTS = "sae_weights.safetensors"
 SAE_CFG = "cfg.json"
+TRAINING_FILE = "sae_training.json"  # the training config and metrics `train-sae` saves beside the weights
+OLD_TRAINING_FILE = "saerl_training.json"  # its name until 0.1 (SAEs trained then keep it)
 
 
 class SAELoadError(ValueError):
@@ -28,6 +30,15 @@ def model_alias(name_or_path: str) -> str:
     if path.exists():
         return path.name or "model"
     return name_or_path.replace("/", "--")
+
+
+def sae_training_info(sae_dir) -> dict:
+    """The training config and metrics saved beside a locally trained SAE (either file name); {} when none."""
+    for name in (TRAINING_FILE, OLD_TRAINING_FILE):
+        path = Path(str(sae_dir or "")) / name
+        if path.is_file():
+            return json.loads(path.read_text())
+    return {}
 
 
 def default_sae_dir(model: str = "smollm2-135m", layer: int = 15, d_sae: int = 4096, k: int | None = 32,

@@ -2,7 +2,7 @@
 
 Activations stream from :mod:`saerl_hf.sae_data` into sae-lens' ``SAETrainer``, step by step. The result is
 saved in sae-lens' own format (``save_inference_model`` -> ``SAE.load_from_disk``) with a card rendered from
-the ``sae_card.md`` template (:mod:`saerl_hf.cards`) and a ``saerl_training.json`` with the metrics.
+the ``sae_card.md`` template (:mod:`saerl_hf.cards`) and a ``sae_training.json`` with the metrics.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ import torch
 from saerl_hf.activations import hook_name
 from saerl_hf.models import file_sha256, model_identity
 from saerl_hf.sae_data import MixingBuffer, stream_activations, training_texts
-from saerl_hf.sae_load import SAE_WEIGHTS, default_sae_dir
+from saerl_hf.sae_load import SAE_WEIGHTS, TRAINING_FILE, default_sae_dir
 
 logger = logging.getLogger(__name__)
 
-TRAINING_FILE = "saerl_training.json"
 ARCHITECTURES = ("topk", "standard", "jumprelu")
 DEFAULT_SOURCES = "gsm8k:train,math:train,mawps,svamp,asdiv"
 

@@ -26,7 +26,7 @@ def test_demo_runs_the_whole_pipeline_end_to_end(tiny_model_dir, data_dir, tmp_p
     assert summary["sae"].get("trained") and summary["curated_rows"] > 0
     runs = {}
     for arm in ("vanilla", "saerl"):
-        runs[arm] = json.loads((out / "experiment" / "runs" / arm / "seed0" / "saerl_training.json").read_text())
+        runs[arm] = json.loads((out / "experiment" / "runs" / arm / "seed0" / "grpo_summary.json").read_text())
         assert runs[arm]["metrics"]["train_runtime"] > 0 and runs[arm]["script_args"]["curriculum"] == arm
         assert runs[arm]["heldout_curve"], "held-out accuracy was logged while training"
     assert runs["vanilla"]["quality_filter"] is None, "vanilla trains on the unfiltered pool"
@@ -37,7 +37,7 @@ def test_demo_runs_the_whole_pipeline_end_to_end(tiny_model_dir, data_dir, tmp_p
     assert (out / "curated" / "dataset" / "dataset_info.json").is_file()
     # rerun: every stage and run is reused, nothing retrained
     finished = [out / "sae" / "cfg.json", out / "curated" / "dataset" / "dataset_info.json",
-                *(out / "experiment" / "runs").glob("*/seed0/saerl_training.json")]
+                *(out / "experiment" / "runs").glob("*/seed0/grpo_summary.json")]
     stamps = {p: p.stat().st_mtime_ns for p in finished}
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -1,6 +1,6 @@
 """The experiment report: regenerated from saved run logs only, with verdicts, steps-to-target and companions.
 
-Run directories are written in the exact layout a real ``accelerate launch`` run leaves (saerl_training.json,
+Run directories are written in the exact layout a real ``accelerate launch`` run leaves (grpo_summary.json,
 trainer_state.json, wall_clock.json); test_demo covers producing them with real training.
 """
 
@@ -19,7 +19,7 @@ def _write_run(root: Path, arm: str, seed: int, curve: list[tuple[int, float]], 
     out = root / "runs" / arm / f"seed{seed}"
     out.mkdir(parents=True)
     heldout = [{"step": s, "heldout/heldout/accuracy": a, "heldout/heldout/n": 200} for s, a in curve]
-    (out / "saerl_training.json").write_text(json.dumps({
+    (out / "grpo_summary.json").write_text(json.dumps({
         "heldout_curve": heldout, "num_train_rows": 100, "quality_filter": None,
         "metrics": {"train_runtime": 60.0, "seconds_per_step": 1.5}}))
     steps = [{"step": s, "reward": correct, "rewards/correctness_reward/mean": correct,

@@ -179,7 +179,7 @@ def test_accelerate_launch_tiny_run(tiny_model_dir, data_dir, tmp_path):
     card = ModelCard.load(out / "README.md")
     assert "curriculum-saerl" in card.data.tags and card.data.base_model is None  # local dir: no Hub id
     assert "| `num_generations` | 2 |" in card.text and "heldout/svamp/accuracy" in card.text
-    summary = json.loads((out / "saerl_training.json").read_text())
+    summary = json.loads((out / "grpo_summary.json").read_text())
     assert summary["sampler"] == "curriculum" and summary["metrics"]["seconds_per_step"] > 0
 
 

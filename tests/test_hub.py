@@ -365,7 +365,7 @@ def test_push_output_uploads_no_pickle_and_uses_the_ambient_token(hub, hub_run, 
 
     save_file({"w": np.zeros(4, dtype=np.float32)}, str(out / "model.safetensors"))
     for name, text in {"config.json": "{}", "tokenizer.json": "{}", "README.md": "# card\n",
-                       "train_results.json": "{}", "saerl_training.json": "{}"}.items():
+                       "train_results.json": "{}", "grpo_summary.json": "{}"}.items():
         (out / name).write_text(text)
     pickles = ["training_args.bin", "optimizer.pt", "scheduler.pt", "rng_state.pth", "pytorch_model.bin",
                "probe.pkl", "state.pickle", "checkpoint-2/model.safetensors", "runs/x/events.out"]
@@ -376,7 +376,7 @@ def test_push_output_uploads_no_pickle_and_uses_the_ambient_token(hub, hub_run, 
     repo = hub.state.repos[("model", "saerl/grpo-run")]
     files = set(repo.commits[repo.branches["main"]].files)
     assert files == {".gitattributes", "model.safetensors", "config.json", "tokenizer.json", "README.md",
-                     "train_results.json", "saerl_training.json"}
+                     "train_results.json", "grpo_summary.json"}
     assert not [b for b in hub.state.blobs.values() if b.startswith(b"\x80\x04")]
     assert "hub_token is ignored" in proc.stderr and argv_token not in proc.stdout + proc.stderr
     auth = {r.headers.get("authorization") for r in hub.received()} - {None}  # LFS uploads carry none

@@ -99,7 +99,7 @@ def test_installed_wheel_curates_pushes_and_writes_cards_outside_the_repo(venv, 
     assert "| n_clusters | 3 |" in card and "saerl/push.json" in card
 
     sae_card = _run([venv / "bin" / "python", "-c", "import json, sys; from saerl_hf.sae import render_sae_card; "
-                     "print(render_sae_card(json.load(open(sys.argv[1]))))", Path(tiny_sae_dir) / "saerl_training.json"],
+                     "print(render_sae_card(json.load(open(sys.argv[1]))))", Path(tiny_sae_dir) / "sae_training.json"],
                     work, env).stdout
     assert "library_name: saelens" in sae_card and "model.layers.2" in sae_card
     assert time.perf_counter() - started < 120

@@ -40,12 +40,12 @@ def tiny_acts(tiny_model_dir, data_dir):
 
 def test_train_writes_sae_lens_format_card_and_metrics(trained, tiny_model_dir):
     out = trained.output_dir
-    for name in ("cfg.json", "sae_weights.safetensors", "README.md", "saerl_training.json"):
+    for name in ("cfg.json", "sae_weights.safetensors", "README.md", "sae_training.json"):
         assert (out / name).is_file(), name
     cfg = json.loads((out / "cfg.json").read_text())
     assert cfg["architecture"] == "topk" and cfg["k"] == 8 and cfg["d_in"] == 64 and cfg["d_sae"] == 128
     assert cfg["metadata"]["hook_name"] == "model.layers.2"  # default layer = 4 // 2
-    info = json.loads((out / "saerl_training.json").read_text())
+    info = json.loads((out / "sae_training.json").read_text())
     metrics = info["metrics"]
     assert 0 < metrics["l0"] <= 8  # TopK: at most k active latents per token
     assert 0.0 <= metrics["dead_fraction"] < 1.0

@@ -175,11 +175,10 @@ def _figures(config: ReportSignalsConfig, difficulty: dict, quality: dict, clust
 
 
 def _sae_training(provenance: dict) -> dict:
-    """The SAE's own training metrics (``saerl_training.json`` beside a locally trained SAE), if any."""
-    path = Path(str(provenance.get("sae") or "")) / "saerl_training.json"
-    if not path.is_file():
-        return {}
-    info = json.loads(path.read_text())
+    """The SAE's own training metrics (``sae_training.json`` beside a locally trained SAE), if any."""
+    from saerl_hf.sae_load import sae_training_info
+
+    info = sae_training_info(provenance.get("sae"))
     metrics = info.get("metrics", info)
     return {k: metrics.get(k) for k in ("explained_variance", "dead_fraction", "l0", "train_tokens") if k in metrics}
 
