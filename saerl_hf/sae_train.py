@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 ARCHITECTURES = ("topk", "standard", "jumprelu")
 DEFAULT_SOURCES = "gsm8k:train,math:train,mawps,svamp,asdiv"
+#: Held-out metrics outside these bounds get a warning at the end of train-sae (the SAE is saved all the same).
+MIN_EXPLAINED_VARIANCE = 0.7
+MAX_DEAD_FRACTION = 0.25
 
 
 # ----------------------------------------------------------------------------- config
@@ -240,7 +243,23 @@ def train_sae(config: TrainSAEConfig) -> TrainResult:
     _save(trainer.sae, out_dir, config, model, layer, metrics, overwrite=config.overwrite)
     logger.info("train-sae: saved %s; EV %.4f, L0 %.1f, dead %.3f, %.0f s", out_dir, metrics["explained_variance"],
                 metrics["l0"], metrics["dead_fraction"], metrics["train_seconds"])
+    for message in metric_warnings(metrics):
+        logger.warning("train-sae: %s", message)
     return TrainResult(out_dir, metrics, trainer.sae)
+
+
+def metric_warnings(metrics: dict) -> list[str]:
+    """What is out of range in an SAE's held-out metrics, each with its fix; empty when nothing is."""
+    out = []
+    ev, dead = metrics["explained_variance"], metrics["dead_fraction"]
+    if not ev >= MIN_EXPLAINED_VARIANCE:  # NaN too
+        out.append(f"explained variance {ev:.3f} on held-out tokens is below {MIN_EXPLAINED_VARIANCE}: the SAE "
+                   f"reconstructs the activations poorly. Fix: train on more tokens (--training_tokens) or raise "
+                   f"--k / --d_sae.")
+    if dead > MAX_DEAD_FRACTION:
+        out.append(f"{dead:.1%} of the latents never fired on held-out tokens (more than {MAX_DEAD_FRACTION:.0%}). "
+                   f"Fix: train on more tokens (--training_tokens) or lower --d_sae.")
+    return out
 
 
 def _save(sae, out_dir: Path, config: TrainSAEConfig, model, layer: int, metrics: dict, overwrite: bool):

@@ -155,3 +155,13 @@ def test_load_from_hub_repo(trained, tiny_model_dir, hub_run):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got == {"sha": file_sha256(trained.output_dir / "sae_weights.safetensors"), "source": "saerl/tiny-sae",
                    "layer": 2, "d_sae": 128}
+
+
+def test_out_of_range_metrics_are_named_with_their_fix():
+    from saerl_hf.sae_train import metric_warnings
+
+    assert metric_warnings({"explained_variance": 0.911, "dead_fraction": 0.089}) == []  # the SmolLM2 SAE
+    low_ev, many_dead = metric_warnings({"explained_variance": 0.41, "dead_fraction": 0.46})
+    assert "explained variance 0.410" in low_ev and "below 0.7" in low_ev and "--training_tokens" in low_ev
+    assert "46.0% of the latents never fired" in many_dead and "lower --d_sae" in many_dead
+    assert len(metric_warnings({"explained_variance": float("nan"), "dead_fraction": 0.0})) == 1
