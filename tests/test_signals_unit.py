@@ -20,6 +20,7 @@ from saerl_hf.signals import (
     ClusterModel,
     DifficultyConfig,
     DifficultyProbe,
+    QualityConfig,
     QualityProbe,
     SAEMismatchError,
     SignalLabelError,
@@ -248,6 +249,20 @@ def test_quality_fit_from_positive_and_negative_sets():
     assert probe.metrics["n_clean"] == 100 and probe.metrics["n_noisy"] == 100
     with pytest.raises(SignalLabelError, match="needs >= 20 rows per class; got 100 clean and 5 noisy"):
         QualityProbe().fit(clean, negatives=noisy.select(range(5)))
+
+
+def test_quality_convergence_warnings_are_counted_and_logged_once(caplog):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as shown, caplog.at_level("WARNING", logger="saerl_hf.signals.linear"):
+        warnings.simplefilter("always")
+        probe = QualityProbe(QualityConfig(max_iter=1)).fit(quality_set(120, seed=3))
+    n = probe.metrics["n_convergence_warnings"]
+    assert n > 0
+    logged = [r.getMessage() for r in caplog.records if "did not converge" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].startswith(f"quality probe LogisticRegressionCV: {n} fit(s) did not converge")
+    assert "Fix: raise max_iter (now 1)" in logged[0]
+    assert not any("converge" in str(w.message).lower() for w in shown)  # counted and logged, not re-warned
 
 
 # ----------------------------------------------------------------------------- clusters + dedup
