@@ -77,22 +77,8 @@ class DifficultyProbe(LinearProbe):
 
         config = self.config
         require_source(dataset, config.features)  # features first: without them no label matters
-        labels = numeric_labels(dataset, config.label_column)
-        keep = np.flatnonzero(np.isfinite(labels))
+        labels, keep, target = _regression_target(dataset, config)
         n_excluded = int(len(labels) - len(keep))
-        if len(keep) < config.min_labels:
-            raise SignalLabelError(
-                f"Only {len(keep)} rows have a numeric '{config.label_column}' label ({n_excluded} are None/NaN); "
-                f"the difficulty proxy needs at least min_labels={config.min_labels}. Fix: label more rows "
-                f"(e.g. with the pass-rate labeller) or lower min_labels."
-            )
-        if n_excluded:
-            logger.info("difficulty: %d of %d rows have no finite '%s' label (None/NaN/inf) and are excluded",
-                        n_excluded, len(labels), config.label_column)
-        target = config.sign() * labels[keep]
-        if np.ptp(target) == 0:
-            raise SignalLabelError(f"All {len(keep)} '{config.label_column}' labels equal {labels[keep][0]}: "
-                                   f"nothing to regress. Fix: use a subset with varied labels.")
         identity = identity_for(dataset, config.features)
         split = block_split(config.features, identity)
         matrix = transform(dataset_matrix(dataset, config.features), config.scaling, split)[keep]
@@ -131,3 +117,24 @@ class DifficultyProbe(LinearProbe):
         }
         return self
 
+
+def _regression_target(dataset, config: DifficultyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels, kept rows, target)``: the rows with a finite label and their labels signed so that higher is
+    harder; too few labelled rows, or labels that do not vary, raise :class:`SignalLabelError`."""
+    labels = numeric_labels(dataset, config.label_column)
+    keep = np.flatnonzero(np.isfinite(labels))
+    n_excluded = int(len(labels) - len(keep))
+    if len(keep) < config.min_labels:
+        raise SignalLabelError(
+            f"Only {len(keep)} rows have a numeric '{config.label_column}' label ({n_excluded} are None/NaN); "
+            f"the difficulty proxy needs at least min_labels={config.min_labels}. Fix: label more rows "
+            f"(e.g. with the pass-rate labeller) or lower min_labels."
+        )
+    if n_excluded:
+        logger.info("difficulty: %d of %d rows have no finite '%s' label (None/NaN/inf) and are excluded",
+                    n_excluded, len(labels), config.label_column)
+    target = config.sign() * labels[keep]
+    if np.ptp(target) == 0:
+        raise SignalLabelError(f"All {len(keep)} '{config.label_column}' labels equal {labels[keep][0]}: "
+                               f"nothing to regress. Fix: use a subset with varied labels.")
+    return labels, keep, target
