@@ -10,7 +10,7 @@ logger = logging.getLogger("saerl_hf.grpo")
 
 MODEL_CARD_TEMPLATE = "model_card.md"  # found by saerl_hf.cards.card_template (package data)
 SUMMARY_FILE = "grpo_summary.json"  # a run's arguments, metrics and held-out curve, beside TRL's train_results.json
-OLD_SUMMARY_FILE = "saerl_training.json"  # its name until 0.1 (the committed logs under docs/results keep it)
+OLD_SUMMARY_FILE = "saerl_training.json"  # its old name, still read (the committed logs under docs/results keep it)
 # Never uploaded: pickles (Trainer's training_args.bin, torch.save'd optimizer/scheduler/RNG states, any *.bin,
 # *.pt, *.pkl) and run folders; model weights go up as safetensors only.
 PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",

@@ -17,7 +17,7 @@ from saerl_hf.models import ModelNotFoundError, cache_dir, file_sha256, resolve_
 SAE_WEIGHTS = "sae_weights.safetensors"
 SAE_CFG = "cfg.json"
 TRAINING_FILE = "sae_training.json"  # the training config and metrics `train-sae` saves beside the weights
-OLD_TRAINING_FILE = "saerl_training.json"  # its name until 0.1 (SAEs trained then keep it)
+OLD_TRAINING_FILE = "saerl_training.json"  # its old name, still read (SAEs trained before keep it)
 
 
 class SAELoadError(ValueError):
