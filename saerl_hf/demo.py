@@ -143,7 +143,9 @@ def _print_summary(out: Path, summary: dict, results: dict) -> None:
 def cli_main(argv: list[str] | None = None) -> int:
     from trl import TrlParser
 
-    (config,) = TrlParser((DemoConfig,), prog="saerl-hf demo").parse_args_and_config(argv)
+    from saerl_hf.configs import parse_config
+
+    (config,) = parse_config(TrlParser((DemoConfig,), prog="saerl-hf demo"), argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_demo(config)
     return 0

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from saerl_hf.configs import parse_config
 from saerl_hf.grpo_card import OLD_SUMMARY_FILE, SUMMARY_FILE, finished_runs, summary_file
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def run_curate_stage(config: ExperimentConfig) -> Path:
     from saerl_hf.curate import CurateConfig, run_curate
 
     args = ["--config", config.curate_config, *config.curate_overrides]
-    (curate_config,) = TrlParser((CurateConfig,)).parse_args_and_config(args)
+    (curate_config,) = parse_config(TrlParser((CurateConfig,), prog="saerl-hf curate"), args)  # old keys warn
     run_curate(curate_config, command="saerl-hf curate " + " ".join(shlex.quote(a) for a in args))
     return Path(curate_config.output_dir)
 
@@ -185,7 +186,8 @@ def run_warmstart_stage(config: ExperimentConfig) -> dict:
 
     from saerl_hf.warmstart import WarmStartConfig, run_warmstart
 
-    (ws_config,) = TrlParser((WarmStartConfig,)).parse_args_and_config(["--config", config.warmstart_config])
+    (ws_config,) = parse_config(TrlParser((WarmStartConfig,), prog="saerl-hf warmstart"),
+                                ["--config", config.warmstart_config])
     return run_warmstart(ws_config)
 
 
@@ -375,7 +377,7 @@ def cli_main(argv: list[str] | None = None) -> int:
             "help": "Only score the probe benchmark on finished runs (no training), then rebuild the report."})
 
     parser = TrlParser((ExperimentConfig, ReportOnly), prog="python -m saerl_hf.experiment")
-    config, flags = parser.parse_args_and_config(argv)
+    config, flags = parse_config(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from saerl_hf.experiment_report import write_report
 
