@@ -153,6 +153,29 @@ def _generate_batch(model, input_ids, attention_mask, config, stop_ids: set, com
     return generated[:, input_ids.shape[1]:].tolist()
 
 
+class _Completions:
+    """What :func:`generate` returns, per (prompt i, copy j): the text, the new-token count up to and including
+    the first stop token (or all of them), and whether a stop token came before the budget ran out."""
+
+    def __init__(self, n_prompts: int, copies: int):
+        self.texts: list[list[str | None]] = [[None] * copies for _ in range(n_prompts)]
+        self.counts: list[list[int]] = [[0] * copies for _ in range(n_prompts)]
+        self.finished: list[list[bool]] = [[False] * copies for _ in range(n_prompts)]
+
+    def record(self, jobs: list[tuple[int, int]], rows: list[list[int]], texts: list[str], stop_ids: set) -> None:
+        """One batch: ``jobs[b] = (i, j)`` generated the token ids ``rows[b]``, decoded as ``texts[b]``."""
+        for ids, (i, j), text in zip(rows, jobs, texts):
+            stop = next((pos for pos, tok in enumerate(ids) if tok in stop_ids), None)
+            self.texts[i][j] = text
+            self.counts[i][j] = len(ids) if stop is None else stop + 1
+            self.finished[i][j] = stop is not None
+
+    def repeat(self, n: int) -> None:
+        """Greedy decoding ran one copy per prompt: repeat it ``n`` times."""
+        self.texts, self.counts, self.finished = ([row * n for row in table]
+                                                  for table in (self.texts, self.counts, self.finished))
+
+
 @contextmanager
 def _eval_left_padded(model, tokenizer):
     """The model in eval mode and the tokenizer padding left for the call; both restored after, even on error."""
@@ -207,9 +230,7 @@ def generate(
     jobs = sorted(((i, c) for i in range(len(prompts)) for c in range(copies)), key=lambda job: -len(encoded[job[0]]))
 
     config = _generation_config(model, tokenizer, max_new_tokens, temperature, top_p)
-    outputs: list[list[str | None]] = [[None] * copies for _ in prompts]
-    counts: list[list[int]] = [[0] * copies for _ in prompts]
-    finished: list[list[bool]] = [[False] * copies for _ in prompts]
+    table = _Completions(len(prompts), copies)
     eos_ids = config.eos_token_id if isinstance(config.eos_token_id, (list, tuple)) else [config.eos_token_id]
     stop_ids = {i for i in eos_ids if i is not None} or {tokenizer.eos_token_id}
     compact = greedy and compact_greedy and _can_compact(model, config)
@@ -221,18 +242,11 @@ def generate(
             padded = tokenizer.pad([{"input_ids": encoded[i]} for i, _ in batch], padding=True, return_tensors="pt")
             rows = _generate_batch(model, padded["input_ids"].to(device), padded["attention_mask"].to(device),
                                    config, stop_ids, compact=compact, seed=None if greedy else seed + batch_index)
-            texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
-            for ids, (i, c), text in zip(rows, batch, texts):
-                outputs[i][c] = text
-                stop = next((pos for pos, tok in enumerate(ids) if tok in stop_ids), None)
-                counts[i][c] = len(ids) if stop is None else stop + 1
-                finished[i][c] = stop is not None
+            table.record(batch, rows, tokenizer.batch_decode(rows, skip_special_tokens=True), stop_ids)
             bar.update(len(batch))
     if greedy and n > 1:
-        outputs, counts, finished = ([row * n for row in table] for table in (outputs, counts, finished))
-    if return_details:
-        return outputs, counts, finished
-    return outputs
+        table.repeat(n)
+    return (table.texts, table.counts, table.finished) if return_details else table.texts
 
 
 def generate_vllm(
