@@ -179,20 +179,13 @@ def evaluate_model(
     out_dir = Path(output_dir) if output_dir is not None else None
     results_path = out_dir / "results.json" if out_dir else None
     results = _start_results(settings, out_dir, results_path, overwrite)
-
-    run_start, base_wall = time.perf_counter(), results["wall_time_s"]
-
-    def checkpoint():
-        if results_path:
-            _stamp(results, base_wall, run_start)
-            _write_json(results_path, results)
-
+    checkpoint = _Checkpoint(results, results_path)
     for name in benchmarks:
         _run_benchmark(name, _benchmark_rows(name, datasets, split, limit), results, gen, settings, progress,
                        checkpoint)
     # Keep only the benchmarks asked for this time in the summary order.
     results["benchmarks"] = {b: results["benchmarks"][b] for b in benchmarks if b in results["benchmarks"]}
-    _stamp(results, base_wall, run_start)
+    checkpoint.stamp()
     if out_dir:
         _write_outputs(results, out_dir, results_path, make_plots)
     return results
@@ -290,9 +283,22 @@ def _start_results(settings: dict, out_dir: Path | None, results_path: Path | No
     return results
 
 
-def _stamp(results: dict, base_wall: float, run_start: float) -> None:
-    results["wall_time_s"] = base_wall + time.perf_counter() - run_start
-    results["updated_at"] = _now()
+class _Checkpoint:
+    """``checkpoint()`` rewrites results.json (when there is one) after every scored chunk, so a killed run
+    resumes there; ``wall_time_s`` adds this run's time to what the resumed runs before it took."""
+
+    def __init__(self, results: dict, path: Path | None):
+        self.results, self.path = results, path
+        self.start, self.base_wall = time.perf_counter(), results["wall_time_s"]
+
+    def stamp(self) -> None:
+        self.results["wall_time_s"] = self.base_wall + time.perf_counter() - self.start
+        self.results["updated_at"] = _now()
+
+    def __call__(self) -> None:
+        if self.path:
+            self.stamp()
+            _write_json(self.path, self.results)
 
 
 def _run_benchmark(name: str, rows: list[dict], results: dict, gen: _Generator, settings: dict, progress: bool,
