@@ -126,7 +126,7 @@ def _sampler_setup(script_args, training_args, ds):
         RANK_COLUMN,
         add_curriculum_rank,
         fit_to_geometry,
-        prompts_per_batch,
+        prompts_per_batch_of,
         sort_by_curriculum,
         validate_alignment,
     )
@@ -137,7 +137,7 @@ def _sampler_setup(script_args, training_args, ds):
     if curriculum == "adaptive":
         return ds, "adaptive", {"target": script_args.adaptive_target, "eta": script_args.adaptive_eta,
                                 "alpha": script_args.adaptive_alpha, "beta": script_args.adaptive_beta}
-    b = prompts_per_batch(training_args)
+    b = prompts_per_batch_of(training_args)
     if curriculum != "rank":  # one of curate's curricula, built here for this run's B
         seed = training_args.seed if script_args.curriculum_seed is None else script_args.curriculum_seed
         ds = sort_by_curriculum(add_curriculum_rank(ds, b, curriculum=curriculum,

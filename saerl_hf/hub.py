@@ -1,13 +1,18 @@
 """Publish a curated dataset dir to a Hub dataset revision (branch) with its probes and card, and load it back.
 
 A push is three idempotent steps, each retried with bounded exponential backoff on transient errors
-(5xx, 408/429, timeouts, connection errors):
+(5xx, 408/429, timeouts, connection errors); any other 4xx (auth, not found) fails at once:
 
 1. the dataset repo (created if missing) and the branch (created from ``main`` if missing);
 2. the rows, with ``Dataset.push_to_hub``; the commit carries ``saerl-dataset-sha256: <content hash>``, so a
    rerun whose rows are already on the branch (same hash, ``data/`` unchanged since) skips this step;
 3. ``saerl/`` (probes, provenance, summary, push record) and the card, in one commit; unchanged files are
    dropped by ``huggingface_hub`` itself, so a rerun after a complete push commits nothing.
+
+Retries and timeouts go through public APIs only (``tenacity`` for the backoff, huggingface_hub's public
+``get_session`` client for the timeout), set by :class:`PushConfig` fields (``--max_retries``,
+``--retry_base_wait``, ``--retry_max_wait``, ``--request_timeout``); file downloads keep huggingface_hub's own
+``HF_HUB_DOWNLOAD_TIMEOUT`` / ``HF_HUB_ETAG_TIMEOUT`` environment settings.
 
 The local curated dir is only read. The access token is never written to the card, the push record, logs
 or error messages; artefacts that contain it are refused.

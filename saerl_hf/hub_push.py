@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import re
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +46,13 @@ class PushConfig:
     token: str | None = field(default=None, metadata={"help": "Access token; prefer HF_TOKEN or the saved login (the "
                                                               "default): a flag is seen in shell history and `ps`. "
                                                               "Never written anywhere."})
-    max_retries: int = field(default=4, metadata={"help": "Retries per step on 5xx/timeouts/connection errors."})
+    max_retries: int = field(default=4, metadata={"help": "Retries per step on 5xx/408/429/timeouts/connection "
+                                                          "errors (other 4xx fail at once)."})
     retry_base_wait: float = field(default=1.0, metadata={"help": "First backoff wait in seconds (doubles)."})
     retry_max_wait: float = field(default=30.0, metadata={"help": "Cap of one backoff wait in seconds."})
     request_timeout: float = field(default=120.0, metadata={
-        "help": "Seconds one HTTP read/write may stall before it counts as a (retried) timeout; 0 waits forever."})
+        "help": "Seconds one HTTP read/write may stall before it counts as a (retried) timeout; 0 waits forever. "
+                "File downloads keep huggingface_hub's own HF_HUB_DOWNLOAD_TIMEOUT / HF_HUB_ETAG_TIMEOUT."})
 
 
 @dataclass
@@ -75,26 +76,40 @@ def _is_transient(err: BaseException) -> bool:
         key in name for key in ("Timeout", "ConnectError", "NetworkError", "RemoteProtocolError", "ReadError"))
 
 
-def _retry(step: str, fn, cfg: PushConfig, token: str | None, local_dir: Path):
-    """Run ``fn`` with at most ``max_retries`` retries on transient errors, backoff doubling from base."""
+def _retry(step: str, fn, cfg: PushConfig, token: str | None, local_dir: Path, before_attempt=None):
+    """Run ``fn`` under tenacity: at most ``max_retries`` retries on transient errors, the wait doubling from
+    ``retry_base_wait`` up to ``retry_max_wait``; a permanent error (4xx) fails at once. ``before_attempt`` runs
+    before each try (it re-applies the request timeout)."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
     attempts = cfg.max_retries + 1
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as err:  # noqa: BLE001 - classified below, re-raised with context
-            detail = redact(f"{type(err).__name__}: {err}", token)
-            if not _is_transient(err) or attempt == attempts:
-                why = "a permanent error" if not _is_transient(err) else f"{attempts} attempt(s)"
-                raise HubPushError(
-                    f"push step '{step}' failed after {why}: {detail}\n"
-                    f"The local curated dir {local_dir} is unchanged. Fix the cause (endpoint, permissions, "
-                    f"revision), then rerun the same command: finished steps are skipped."
-                ) from None
-            wait = min(cfg.retry_max_wait, cfg.retry_base_wait * 2 ** (attempt - 1))
-            logger.warning("push step '%s': attempt %d/%d failed (%s); retrying in %.3gs",
-                           step, attempt, attempts, detail.splitlines()[0][:300], wait)
-            time.sleep(wait)
-    raise AssertionError("unreachable")
+
+    def attempt():
+        if before_attempt is not None:
+            before_attempt()
+        return fn()
+
+    def log_retry(state) -> None:
+        err = state.outcome.exception()
+        logger.warning("push step '%s': attempt %d/%d failed (%s); retrying in %.3gs", step, state.attempt_number,
+                       attempts, _detail(err, token).splitlines()[0][:300], state.next_action.sleep)
+
+    retrying = Retrying(stop=stop_after_attempt(attempts), retry=retry_if_exception(_is_transient),
+                        wait=wait_exponential(multiplier=cfg.retry_base_wait, max=cfg.retry_max_wait),
+                        before_sleep=log_retry, reraise=True)
+    try:
+        return retrying(attempt)
+    except Exception as err:  # noqa: BLE001 - classified, re-raised with context
+        why = f"{attempts} attempt(s)" if _is_transient(err) else "a permanent error"
+        raise HubPushError(
+            f"push step '{step}' failed after {why}: {_detail(err, token)}\n"
+            f"The local curated dir {local_dir} is unchanged. Fix the cause (endpoint, permissions, "
+            f"revision), then rerun the same command: finished steps are skipped."
+        ) from None
+
+
+def _detail(err: BaseException, token: str | None) -> str:
+    return redact(f"{type(err).__name__}: {err}", token)
 
 
 def _versions() -> dict:
@@ -125,36 +140,38 @@ def push_curated(
     """Publish ``local_dir`` to ``repo_id`` at branch ``revision`` (see the module docstring); resumable."""
     cfg = PushConfig(str(local_dir), repo_id, revision, create_pr, commit_message, private, None, max_retries,
                      retry_base_wait, retry_max_wait, request_timeout)
-    with _request_timeout(request_timeout):
-        return _push_curated(local_dir, cfg, command, token)
+    with _request_timeout(request_timeout) as apply_timeout:
+        return _push_curated(local_dir, cfg, command, token, apply_timeout)
 
 
 @contextmanager
 def _request_timeout(seconds: float | None):
-    """Bound every HTTP read/write of the push: huggingface_hub's shared client has no timeout, so a server that
-    stops answering would hang the push forever instead of failing into the retry loop. The previous client
-    factory is restored afterwards."""
+    """Bound every HTTP read/write of the push: huggingface_hub's shared client (public ``get_session``) has no
+    timeout, so a server that stops answering would hang the push instead of failing into the retry loop.
+    Yields a function that (re)applies the bound to the current shared client, to call before each attempt:
+    huggingface_hub replaces that client after a connection error. Every client touched gets its timeout back."""
     if not seconds:
-        yield
+        yield lambda: None
         return
-    from huggingface_hub import set_client_factory
-    from huggingface_hub.utils import _http
+    from huggingface_hub import get_session
 
-    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
+    previous = {}  # id -> (client, its timeout before the push)
 
-    def factory():
-        client = previous()
+    def apply() -> None:
+        client = get_session()
+        previous.setdefault(id(client), (client, client.timeout))
         client.timeout = seconds
-        return client
 
-    set_client_factory(factory)
+    apply()
     try:
-        yield
+        yield apply
     finally:
-        set_client_factory(previous)
+        for client, timeout in previous.values():
+            client.timeout = timeout
 
 
-def _push_curated(local_dir, cfg: PushConfig, command: str | None, token: str | None) -> PushResult:
+def _push_curated(local_dir, cfg: PushConfig, command: str | None, token: str | None,
+                  apply_timeout) -> PushResult:
     repo_id, revision, create_pr, private = cfg.repo_id, cfg.revision, cfg.create_pr, cfg.private
     commit_message = cfg.commit_message
     root = check_curated_dir(local_dir)
@@ -169,7 +186,7 @@ def _push_curated(local_dir, cfg: PushConfig, command: str | None, token: str | 
     artefacts = _collect_artefacts(root, token)
 
     def run(step, fn):
-        return _retry(step, fn, cfg, token, root)
+        return _retry(step, fn, cfg, token, root, before_attempt=apply_timeout)
 
     run("create repo", lambda: api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True))
     if revision != "main":

@@ -253,7 +253,7 @@ def test_gpu_recipes_fit_their_accelerate_configs(recipe, accelerate_config):
     """What a GPU launch checks before its first step, checked here without a GPU: the generation batch splits into
     whole groups on every process count the config names, the curated order's B matches (else it is rebuilt,
     logged), vLLM colocate leaves memory for training, and bf16 agrees between recipe and accelerate config."""
-    from saerl_hf.curriculum import prompts_per_batch
+    from saerl_hf.curriculum import prompts_per_batch_of
 
     accel = yaml.safe_load((ROOT / "recipes" / "accelerate_configs" / accelerate_config).read_text())
     raw = yaml.safe_load(recipe.read_text())
@@ -266,7 +266,7 @@ def test_gpu_recipes_fit_their_accelerate_configs(recipe, accelerate_config):
     assert (training_args.per_device_train_batch_size * processes) % training_args.num_generations == 0
     curate = yaml.safe_load((ROOT / "recipes" / "qwen2.5-math-1.5b" / "curate" / "deepmath.yaml").read_text())
     assert curate["prompts_per_batch"] == global_batch // training_args.num_generations
-    assert prompts_per_batch(training_args) * processes == global_batch // training_args.num_generations
+    assert prompts_per_batch_of(training_args) * processes == global_batch // training_args.num_generations
     assert raw["bf16"] is True and accel["mixed_precision"] == "bf16" and raw["dtype"] == "bfloat16"
     assert raw["use_vllm"] and raw["vllm_mode"] == "colocate" and 0 < raw["vllm_gpu_memory_utilization"] <= 0.5
     assert processes % raw.get("vllm_tensor_parallel_size", 1) == 0

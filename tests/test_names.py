@@ -191,7 +191,7 @@ def _ranked_args():
 
 
 def test_old_python_keywords_warn_and_give_the_same_order():
-    from saerl_hf.curriculum import curriculum_order, prompts_per_batch, unique_prompts_per_batch
+    from saerl_hf.curriculum import curriculum_order, prompts_per_batch_of, unique_prompts_per_batch
 
     ds, add_curriculum_rank = _ranked_args()
     new = add_curriculum_rank(ds, 4, curriculum="cluster", curriculum_mixing=0.5, seed=1)
@@ -204,8 +204,8 @@ def test_old_python_keywords_warn_and_give_the_same_order():
     with pytest.raises(TypeError, match="both 'mode' .* and 'curriculum'"):
         curriculum_order(40, 4, mode="random", curriculum="random")
     args = type("Args", (), {"generation_batch_size": 16, "num_generations": 4})()
-    with pytest.warns(FutureWarning, match=r"use 'prompts_per_batch\(\)'"):
-        assert unique_prompts_per_batch(args) == prompts_per_batch(args) == 4
+    with pytest.warns(FutureWarning, match=r"use 'prompts_per_batch_of\(\)'"):
+        assert unique_prompts_per_batch(args) == prompts_per_batch_of(args) == 4
 
 
 def test_an_order_recipe_stored_under_the_old_keys_still_rebuilds():
