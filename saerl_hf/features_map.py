@@ -10,7 +10,7 @@ block of the hybrid features).
 
 :class:`Featurizer` is a small picklable object (names, paths and settings only); the model and SAE load
 lazily once per process. Running it over a dataset (fingerprint, cache file, provenance) and the CLI are in
-:mod:`saerl_hf.features`, which re-exports everything here.
+:mod:`saerl_hf.features`, which re-exports the public names here.
 """
 
 from __future__ import annotations
