@@ -44,7 +44,7 @@ from saerl_hf.sparse import read_provenance, write_provenance
 
 logger = logging.getLogger(__name__)
 
-CURRICULA = ("random", "difficulty", "cluster", "saerl")  # the orders built from a dataset's columns
+CURRICULA = ("saerl", "difficulty", "cluster", "random")  # the orders built from a dataset's columns
 MODES = CURRICULA  # the old name, until the next release
 SPEC_KEY = "curriculum"  # dataset info: saerl.curriculum = the order's recipe (curriculum, mixing, seed, key columns)
 # the recipe's keys before the names were unified (datasets curated then still rebuild their order; old cards)
