@@ -99,7 +99,7 @@ def test_other_settings_in_the_same_dir_are_refused(curated, tiny_model_dir, tin
 
 
 def test_bad_config_values_name_the_field():
-    with pytest.raises(CurateError, match="curriculum must be saerl | difficulty | cluster | random"):
+    with pytest.raises(CurateError, match=r"curriculum must be saerl \| difficulty \| cluster \| random, got .hardest-first."):
         CurateConfig(curriculum="hardest-first")
     with pytest.raises(CurateError, match="source_levels entry 'gsm8k'"):
         CurateConfig(source_levels=["gsm8k"])
