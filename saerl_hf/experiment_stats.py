@@ -180,10 +180,11 @@ def _seed_se(a: dict, base: dict, step: int) -> float | None:
 
 
 def check_proxy(config, curated: Path) -> dict | None:
-    """Spearman of the pool's difficulty proxy with measured pass rates (calibration_json) on problems that are in
-    the scored pool but not in the proxy's labelled subset: does the proxy predict what this policy can solve?"""
+    """Does the difficulty proxy predict what this policy can solve? Spearman of the pool's proxy with measured
+    pass rates (calibration_json) on pool problems outside its labelled subset, with a bootstrap CI; beside it the
+    ceiling the labels allow (test-retest of two k-sample measurements of the same problems) and the proxy's
+    out-of-fold Spearman on its own labels against a per-source baseline."""
     from datasets import load_from_disk
-    from scipy.stats import spearmanr
 
     from saerl_hf.experiment import base_grpo_values, results_root
 
@@ -195,15 +196,56 @@ def check_proxy(config, curated: Path) -> dict | None:
     policy = base_grpo_values(config)["model_name_or_path"]
     measured = {p["id"]: p["pass_rate"] for setting in calibration["settings"] if setting["model"] == policy
                 for p in setting["problems"]}
-    labelled = set(load_from_disk(str(labels_dir))["id"]) if labels_dir.is_dir() else set()
+    labels = load_from_disk(str(labels_dir)) if labels_dir.is_dir() else None
+    labelled = set(labels["id"]) if labels is not None else set()
     pool = load_from_disk(str(pool_dir)).select_columns(["id", "source", "difficulty"])
     pairs = [(r["difficulty"], measured[r["id"]], r["source"]) for r in pool
              if r["id"] in measured and r["id"] not in labelled]
-    rho = spearmanr([d for d, _, _ in pairs], [p for _, p, _ in pairs]) if len(pairs) > 2 else None
+    rho = _spearman_ci([d for d, _, _ in pairs], [p for _, p, _ in pairs])
     record = {"n": len(pairs), "n_labelled": len(labelled), "policy": policy,
-              "spearman_difficulty_vs_pass_rate": None if rho is None else float(rho.statistic),
-              "p_value": None if rho is None else float(rho.pvalue),
+              "spearman_difficulty_vs_pass_rate": rho["rho"], "p_value": rho["p"], "ci95": rho["ci95"],
               "by_source": {src: sum(1 for *_, s in pairs if s == src) for src in sorted({s for *_, s in pairs})}}
+    if labels is not None and "pass_rate" in labels.column_names:
+        record["label_retest"] = _spearman_ci(*zip(*[(measured[i], p) for i, p in zip(labels["id"], labels["pass_rate"])
+                                                     if i in measured]))
+        if "sae_idx" in labels.column_names and len(labels) >= 100:  # 5 folds of >= min_labels rows to fit on
+            record["out_of_fold"] = _out_of_fold(labels, seed=0)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
     return record
+
+
+def _spearman_ci(x, y) -> dict:
+    """Spearman's rho with its p-value and a paired bootstrap 95% CI (None where there are < 8 pairs)."""
+    from scipy.stats import bootstrap, spearmanr
+
+    if len(x) < 3:
+        return {"rho": None, "p": None, "ci95": None, "n": len(x)}
+    test = spearmanr(x, y)
+    ci = None
+    if len(x) >= 8:
+        boot = bootstrap((np.asarray(x, float), np.asarray(y, float)), lambda a, b: spearmanr(a, b).statistic,
+                         paired=True, vectorized=False, n_resamples=2000, random_state=0, method="percentile")
+        ci = [float(boot.confidence_interval.low), float(boot.confidence_interval.high)]
+    return {"rho": float(test.statistic), "p": float(test.pvalue), "ci95": ci, "n": len(x)}
+
+
+def _out_of_fold(labels, seed: int, folds: int = 5) -> dict:
+    """The difficulty proxy (as curate fits it) and a per-source mean, each scored on folds it was not fitted on:
+    Spearman of the predicted ease with the held-out fold's pass rates."""
+    from scipy.stats import spearmanr
+    from sklearn.model_selection import KFold
+
+    from saerl_hf.signals import DifficultyConfig, DifficultyProbe
+
+    rates = np.asarray(labels["pass_rate"], float)
+    sources = np.asarray(labels["source"])
+    proxy, by_source = np.zeros(len(rates)), np.zeros(len(rates))
+    for train, test in KFold(folds, shuffle=True, random_state=seed).split(rates):
+        probe = DifficultyProbe(DifficultyConfig(label_column="pass_rate", seed=seed))
+        proxy[test] = -probe.fit(labels.select(train)).predict(labels.select(test))  # difficulty -> ease
+        means = {s: rates[train][sources[train] == s].mean() for s in set(sources[train])}
+        by_source[test] = [means.get(s, rates[train].mean()) for s in sources[test]]
+    return {"folds": folds, "seed": seed, "n": len(rates), "zero_share": float(np.mean(rates == 0)),
+            "proxy_spearman": float(spearmanr(proxy, rates).statistic),
+            "source_mean_spearman": float(spearmanr(by_source, rates).statistic)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from saerl_hf.experiment import ExperimentConfig
@@ -184,9 +185,10 @@ def test_proxy_check_uses_only_problems_outside_the_labelled_subset(tmp_path):
     ids = [f"q{i}" for i in range(12)]
     Dataset.from_dict({"id": ids, "source": ["a"] * 6 + ["b"] * 6, "difficulty": [float(i) for i in range(12)]}) \
         .save_to_disk(str(curated / "stages" / "07_signals"))
-    Dataset.from_dict({"id": ids[:4]}).save_to_disk(str(curated / "stages" / "labels_pass_rate"))
+    Dataset.from_dict({"id": ids[:4], "pass_rate": [0.0, 0.25, 0.5, 0.75]}) \
+        .save_to_disk(str(curated / "stages" / "labels_pass_rate"))
     # measured pass rates fall as the proxy's difficulty rises, except on the labelled rows (which must not count)
-    problems = [{"id": q, "pass_rate": (1.0 if i < 4 else 1 - i / 12)} for i, q in enumerate(ids)]
+    problems = [{"id": q, "pass_rate": (0.9 + i / 40 if i < 4 else 1 - i / 12)} for i, q in enumerate(ids)]
     (tmp_path / "cal.json").write_text(json.dumps({"settings": [
         {"model": "policy", "problems": problems}, {"model": "other", "problems": [{"id": "q5", "pass_rate": 9}]}]}))
     grpo = tmp_path / "grpo.yaml"
@@ -197,6 +199,10 @@ def test_proxy_check_uses_only_problems_outside_the_labelled_subset(tmp_path):
     record = check_proxy(config, curated)
     assert record["n"] == 8 and record["n_labelled"] == 4 and record["by_source"] == {"a": 2, "b": 6}
     assert record["spearman_difficulty_vs_pass_rate"] == -1.0
+    assert record["ci95"] == pytest.approx([-1.0, -1.0])  # every resample of a perfect ranking is perfect
+    # the labels' own pass rates against a second measurement of the same problems: the ceiling a proxy can reach
+    assert record["label_retest"]["n"] == 4 and record["label_retest"]["rho"] == 1.0
+    assert "out_of_fold" not in record  # 4 labels without features: too few to fit a proxy on folds
     assert json.loads((tmp_path / "results" / "proxy_check.json").read_text()) == record
     assert check_proxy(config, tmp_path / "gone") == record  # no curated dir (a new machine): the kept record
 
