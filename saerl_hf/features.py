@@ -25,11 +25,13 @@ from saerl_hf.features_map import STATS, Featurizer, resolve_dtype
 from saerl_hf.featurize_config import PROMPT_FORMATS, FeaturizeConfig, FeaturizeError
 from saerl_hf.models import cache_dir
 from saerl_hf.pooling import FEATURE_SETS, POOLINGS
+from saerl_hf.reader import Reader, resolve_reader
 from saerl_hf.sparse import feature_provenance, to_csr, write_provenance
 
 __all__ = [
     "FeaturizeConfig", "Featurizer", "FeaturizeError", "featurize", "featurize_fingerprint", "to_csr",
     "feature_provenance", "cli_main", "POOLINGS", "FEATURE_SETS", "PROMPT_FORMATS", "native_bf16", "resolve_dtype",
+    "Reader", "resolve_reader",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,8 +66,10 @@ def featurize(dataset, config: FeaturizeConfig | None = None, **overrides):
     if config.problem_column not in dataset.column_names:
         raise FeaturizeError(f"The dataset has no '{config.problem_column}' column (columns: "
                              f"{', '.join(dataset.column_names)}). Fix: pass problem_column=<name>.")
-    featurizer = Featurizer.from_config(config)
-    handle = featurizer.sae_handle()  # loads/validates the SAE (width vs the reader model) before any work
+    # The reader (model path, layer, hook, SAE, dtype) resolved once, here in the parent: it loads and checks the
+    # SAE (width vs the reader model) before any work, without model weights or CUDA (map workers fork after).
+    reader = resolve_reader(config)
+    featurizer = Featurizer.from_config(config, reader=reader)
     fingerprint = featurize_fingerprint(dataset, featurizer)
     drop = [c for c in ("sae_idx", "sae_val", "sae_l0", "dense_mean") if c in dataset.column_names]
     if drop:
@@ -80,7 +84,7 @@ def featurize(dataset, config: FeaturizeConfig | None = None, **overrides):
     if len(dataset) == 0:  # datasets.map returns an empty input as is, without the new columns
         from datasets import Dataset
 
-        features = _output_features(dataset, featurizer, handle.d_in)
+        features = _output_features(dataset, featurizer, reader.d_in)
         empty = Dataset.from_dict({name: [] for name in features}, features=features)
         return write_provenance(empty, featurizer.provenance(), key="featurize")
     rows_before, truncated_before = STATS["rows"], STATS["truncated"]
@@ -92,9 +96,9 @@ def featurize(dataset, config: FeaturizeConfig | None = None, **overrides):
         with_rank=config.with_rank,
         num_proc=config.num_proc,
         new_fingerprint=fingerprint,
-        features=_output_features(dataset, featurizer, handle.d_in),
+        features=_output_features(dataset, featurizer, reader.d_in),
         desc=f"featurize ({config.pooling}, {f'top-{config.top_k}' if config.top_k else 'all active'}, "
-             f"block {featurizer.resolved_layer()})",
+             f"block {reader.layer})",
         **kwargs,
     )
     if STATS["truncated"] > truncated_before:

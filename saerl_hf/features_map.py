@@ -19,7 +19,6 @@ import logging
 import os
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +26,6 @@ import torch
 from saerl_hf import devices
 from saerl_hf.activations import ActivationError, check_layer, prefix_cache, residual_stream, right_pad
 from saerl_hf.featurize_config import PROMPT_FORMATS, FeaturizeConfig, FeaturizeError
-from saerl_hf.models import model_identity, resolve_model_path
 from saerl_hf.pooling import (
     FEATURE_SETS,
     POOLINGS,
@@ -37,14 +35,14 @@ from saerl_hf.pooling import (
     pooled_width,
     sparse_rows,
 )
-from saerl_hf.sae_load import SAEHandle, SAELoadError, load_sae
+from saerl_hf.reader import Reader, resolve_reader
+from saerl_hf.sae_load import SAEHandle, SAELoadError
 
 logger = logging.getLogger("saerl_hf.features")  # one logger for the featurizer, whichever module logs
 
 # Per-process state: loaded (model, tokenizer, SAE) by settings, and counters of rows actually computed here
 # (a cache hit computes none; tests and logs read this).
 _RESOURCES: dict[tuple, tuple] = {}
-_SAE_HANDLES: dict[tuple, SAEHandle] = {}
 _TORCH_PID = [os.getpid()]  # the process whose torch thread pool is live
 STATS = {"rows": 0, "truncated": 0}
 
@@ -58,18 +56,12 @@ def resolve_dtype(dtype: str, device: str | None = None) -> str:
         raise FeaturizeError(str(err)) from None
 
 
-def _sae_handle(spec: str, sae_id: str | None, model: str) -> SAEHandle:
-    key = (spec, sae_id, model)
-    if key not in _SAE_HANDLES:
-        _SAE_HANDLES[key] = load_sae(spec, model_name=model, sae_id=sae_id, device="cpu")
-    return _SAE_HANDLES[key]
-
-
 class Featurizer:
     """Picklable ``Dataset.map(batched=True)`` function adding ``sae_idx`` / ``sae_val`` / ``sae_l0``.
 
-    Holds only settings; ``__call__(batch, indices=None, rank=None)`` works with ``with_indices`` and
-    ``with_rank`` (rank r -> ``cuda:r`` when CUDA is there, else cpu).
+    Holds only settings and the resolved :class:`~saerl_hf.reader.Reader` (``reader=``, as :func:`featurize`
+    passes it; resolved lazily from the settings when none is given); ``__call__(batch, indices=None, rank=None)``
+    works with ``with_indices`` and ``with_rank`` (rank r -> ``cuda:r`` when CUDA is there, else cpu).
     """
 
     def __init__(self, sae: str, model: str = "smollm2-135m", sae_id: str | None = None, layer: int | None = None,
@@ -77,7 +69,7 @@ class Featurizer:
                  problem_column: str = "problem", source_column: str = "source", id_column: str = "id",
                  max_length: int = 1024, batch_size: int = 16, dense: bool = False, device: str | None = None,
                  dtype: str = "float32", trust_remote_code: bool = False, reuse_prefix: bool = True,
-                 features: str = "sae"):
+                 features: str = "sae", reader: Reader | None = None):
         if pooling not in POOLINGS:
             raise FeaturizeError(f"pooling must be one of {POOLINGS}, got '{pooling}'.")
         if features not in FEATURE_SETS:
@@ -93,64 +85,56 @@ class Featurizer:
         self.problem_column, self.source_column, self.id_column = problem_column, source_column, id_column
         self.max_length, self.batch_size = int(max_length), int(batch_size)
         self.dense = bool(dense) or features != "sae"
-        self.device, self.dtype, self.trust_remote_code = device, resolve_dtype(dtype, device), trust_remote_code
+        self.device, self.trust_remote_code = device, trust_remote_code
+        self.dtype = reader.dtype if reader is not None else resolve_dtype(dtype, device)
+        self._reader = reader
         self.reuse_prefix = bool(reuse_prefix)
         self._warned_truncation = False
 
     @classmethod
-    def from_config(cls, config: FeaturizeConfig) -> Featurizer:
-        return cls(sae=config.sae_spec(), model=config.model, sae_id=config.sae_id, layer=config.layer,
+    def from_config(cls, config: FeaturizeConfig, reader: Reader | None = None) -> Featurizer:
+        sae = reader.sae if reader is not None else config.sae_spec()
+        return cls(sae=sae, model=config.model, sae_id=config.sae_id, layer=config.layer,
                    pooling=config.pooling, top_k=config.top_k, prompt_format=config.prompt_format,
                    problem_column=config.problem_column, source_column=config.source_column,
                    id_column=config.id_column, max_length=config.max_length, batch_size=config.batch_size,
                    dense=config.dense, device=config.device, dtype=config.dtype,
                    trust_remote_code=config.trust_remote_code, reuse_prefix=config.reuse_prefix,
-                   features=config.features)
+                   features=config.features, reader=reader)
 
     # ------------------------------------------------------------------ identity
 
+    def reader(self) -> Reader:
+        """The resolved reader: the one given, else resolved from these settings once."""
+        if self._reader is None:
+            self._reader = resolve_reader(FeaturizeConfig(
+                model=self.model, sae=self.sae, sae_id=self.sae_id, layer=self.layer, dtype=self.dtype,
+                device=self.device, trust_remote_code=self.trust_remote_code))
+        return self._reader
+
     def sae_handle(self) -> SAEHandle:
-        return _sae_handle(self.sae, self.sae_id, self.model)
+        return self.reader().sae_handle()
 
     def resolved_layer(self) -> int:
         """The requested layer, else the SAE's own hook layer, else the model's middle layer."""
-        handle = self.sae_handle()
-        if self.layer is not None:
-            if handle.layer is not None and handle.layer != self.layer:
-                raise FeaturizeError(
-                    f"layer {self.layer} was requested but SAE {handle.source} was trained on block {handle.layer} "
-                    f"(hook {handle.hook}). Fix: drop --layer or pass --layer {handle.layer}."
-                )
-            return self.layer
-        if handle.layer is not None:
-            return handle.layer
-        from transformers import AutoConfig
-
-        from saerl_hf.models import default_layer
-
-        return default_layer(AutoConfig.from_pretrained(resolve_model_path(self.model),
-                                                        trust_remote_code=self.trust_remote_code))
+        return self.reader().layer
 
     def provenance(self) -> dict:
         """What later steps and cards need to know about these columns (see saerl_hf.sparse)."""
-        from transformers import AutoConfig
-
-        handle = self.sae_handle()
-        layer = self.resolved_layer()
-        config = AutoConfig.from_pretrained(resolve_model_path(self.model), trust_remote_code=self.trust_remote_code)
+        reader = self.reader()
         return {
-            "model": model_identity(self.model),
+            "model": reader.identity,
             "model_path": self.model,
-            "model_revision": getattr(config, "_commit_hash", None),
-            "layer": layer,
-            "hook": handle.hook if handle.layer == layer and handle.hook else f"model.layers.{layer}",
-            "sae": handle.source,
-            "sae_hash": handle.sha256,
-            "d_sae": handle.d_sae,
-            "d_in": handle.d_in,
+            "model_revision": reader.revision,
+            "layer": reader.layer,
+            "hook": reader.hook,
+            "sae": reader.sae_source,
+            "sae_hash": reader.sae_hash,
+            "d_sae": reader.d_sae,
+            "d_in": reader.d_in,
             "pooling": self.pooling,
-            "n_features": pooled_width(self.pooling, handle.d_sae),
-            "index_layout": index_layout(self.pooling, handle.d_sae),
+            "n_features": pooled_width(self.pooling, reader.d_sae),
+            "index_layout": index_layout(self.pooling, reader.d_sae),
             "top_k": self.top_k,  # None: every active pooled latent kept
             "feature_set": self.features,
             "prompt_format": self.prompt_format,
@@ -167,7 +151,7 @@ class Featurizer:
         prov = self.provenance()
         for derived in ("n_features", "index_layout", "feature_set"):  # follow from pooling, d_sae and `dense`: left
             prov.pop(derived)  # out so features made before these keys existed keep their cache entries
-        prov["model_files"] = _model_files_signature(self.model)
+        prov["model_files"] = [list(entry) for entry in self.reader().model_files]
         return prov
 
     # ------------------------------------------------------------------ resources
@@ -177,9 +161,10 @@ class Featurizer:
         if key not in _RESOURCES:
             from saerl_hf.models import load_model, load_tokenizer
 
-            handle = self.sae_handle()
-            model = load_model(self.model, dtype=self.dtype, device=device, trust_remote_code=self.trust_remote_code)
-            tokenizer = load_tokenizer(self.model, trust_remote_code=self.trust_remote_code)
+            reader = self.reader()
+            handle = reader.sae_handle()
+            model = load_model(reader.path, dtype=self.dtype, device=device, trust_remote_code=self.trust_remote_code)
+            tokenizer = load_tokenizer(reader.path, trust_remote_code=self.trust_remote_code)
             if not getattr(tokenizer, "is_fast", False):
                 raise FeaturizeError(f"The tokenizer of '{self.model}' is not a fast tokenizer; pooling over the "
                                      f"problem's tokens needs offset mappings. Fix: use a model with tokenizer.json.")
@@ -319,13 +304,3 @@ class Featurizer:
             result["dense_mean"] = [r[3] for r in rows_out]
         return result
 
-
-def _model_files_signature(model: str) -> list:
-    """Name, size and mtime of a local model's weight files, so a rewritten checkpoint recomputes."""
-    try:
-        path = Path(resolve_model_path(model))
-    except Exception:
-        return []
-    if not path.is_dir():
-        return []
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(path.glob("*.safetensors"))]

@@ -92,16 +92,19 @@ class FeaturizeConfig:
         """Whether ``dense_mean`` is written (``dense: true`` or a feature set that uses it)."""
         return bool(self.dense) or self.features != "sae"
 
-    def sae_spec(self) -> str:
-        """The SAE to use: ``sae`` if set, else the default dir ``train-sae`` writes for this model."""
+    def sae_spec(self, model_config=None) -> str:
+        """The SAE to use: ``sae`` if set, else the default dir ``train-sae`` writes for this model (its layer from
+        ``model_config``, the reader's ``AutoConfig``, when given; else the config is read here)."""
         if self.sae:
             return self.sae
-        from transformers import AutoConfig
-
         from saerl_hf.models import default_layer
 
-        layer = self.layer if self.layer is not None else default_layer(
-            AutoConfig.from_pretrained(resolve_model_path(self.model), trust_remote_code=self.trust_remote_code))
+        if self.layer is None and model_config is None:
+            from transformers import AutoConfig
+
+            model_config = AutoConfig.from_pretrained(resolve_model_path(self.model),
+                                                      trust_remote_code=self.trust_remote_code)
+        layer = self.layer if self.layer is not None else default_layer(model_config)
         path = default_sae_dir(self.model, layer, self.d_sae, self.sae_k)
         if not path.is_dir():
             raise SAELoadError(
