@@ -15,7 +15,13 @@ from pathlib import Path
 
 from saerl_hf import devices
 from saerl_hf.featurize_config import FeaturizeConfig, FeaturizeError
-from saerl_hf.models import default_layer, model_identity, resolve_model_path
+from saerl_hf.models import (
+    EMBEDDED_MODELS,
+    ModelNotFoundError,
+    default_layer,
+    model_identity,
+    resolve_model_path,
+)
 from saerl_hf.sae_load import SAEHandle, SAELoadError, load_sae
 
 _SAE_HANDLES: dict[tuple, SAEHandle] = {}  # per process: loaded SAEs by (spec, sae_id)
@@ -91,7 +97,12 @@ def resolve_reader(config: FeaturizeConfig) -> Reader:
     except ValueError as err:
         raise FeaturizeError(str(err)) from None
     path = resolve_model_path(config.model)
-    model_config = AutoConfig.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    try:
+        model_config = AutoConfig.from_pretrained(path, trust_remote_code=config.trust_remote_code)
+    except (OSError, ValueError) as err:  # a missing or malformed config.json
+        raise ModelNotFoundError(
+            f"Could not read the model config of '{config.model}': {str(err)[:300]}. Fix: pass a local model dir "
+            f"with a valid config.json, an alias ({', '.join(EMBEDDED_MODELS)}), or a Hub id while online.") from err
     spec = config.sae_spec(model_config)
     handle = sae_handle(spec, config.sae_id)
     _check_width(handle, config.model, model_config)
