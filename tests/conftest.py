@@ -65,3 +65,20 @@ def tiny_sae_dir(tiny_model_dir, data_dir, tmp_path_factory) -> str:
 
     out = tmp_path_factory.mktemp("tiny_sae") / "sae"
     return str(train_sae(TrainSAEConfig(model=tiny_model_dir, output_dir=str(out), **TINY_SAE_SETTINGS)).output_dir)
+
+
+@pytest.fixture()
+def tiny_featurize_config(tiny_model_dir, tiny_sae_dir, tmp_path):
+    """The featurizer settings the feature tests share: the tiny model and SAE, a small top-k, dense kept."""
+    from saerl_hf.features import FeaturizeConfig
+
+    return FeaturizeConfig(model=tiny_model_dir, sae=tiny_sae_dir, top_k=16, dense=True, batch_size=4,
+                           cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def gsm(data_dir):
+    """Ten real GSM8K test problems (a test module may define its own ``gsm``, which wins)."""
+    from saerl_hf.data import load_math_dataset
+
+    return load_math_dataset("gsm8k", "test", limit=10)

@@ -25,17 +25,9 @@ def tiny_sae(tiny_sae_dir):
     return tiny_sae_dir
 
 
-@pytest.fixture(scope="module")
-def gsm(data_dir):
-    from saerl_hf.data import load_math_dataset
-
-    return load_math_dataset("gsm8k", "test", limit=10)
-
-
 @pytest.fixture()
-def config(tiny_model_dir, tiny_sae, tmp_path):
-    return FeaturizeConfig(model=tiny_model_dir, sae=tiny_sae, top_k=16, dense=True, batch_size=4,
-                           cache_dir=str(tmp_path / "cache"))
+def config(tiny_featurize_config):
+    return tiny_featurize_config
 
 
 def test_early_exit_equals_full_forward_and_skips_upper_layers(tiny):

@@ -17,17 +17,9 @@ from saerl_hf.reader import Reader, resolve_reader
 from saerl_hf.sparse import feature_provenance
 
 
-@pytest.fixture(scope="module")
-def gsm(data_dir):
-    from saerl_hf.data import load_math_dataset
-
-    return load_math_dataset("gsm8k", "test", limit=6)
-
-
 @pytest.fixture()
-def config(tiny_model_dir, tiny_sae_dir, tmp_path):
-    return FeaturizeConfig(model=tiny_model_dir, sae=tiny_sae_dir, top_k=16, dense=True, batch_size=4,
-                           cache_dir=str(tmp_path / "cache"))
+def config(tiny_featurize_config):
+    return tiny_featurize_config
 
 
 def _spy(monkeypatch, module, name, log):
