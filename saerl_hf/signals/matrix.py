@@ -53,7 +53,7 @@ def require_source(dataset, features: str) -> None:
         )
 
 
-def sae_width(dataset) -> int | None:
+def sae_index_width(dataset) -> int | None:
     """Width of the SAE index space: ``n_features`` (``2 * d_sae`` under mean+max pooling), else ``d_sae``
     (None without provenance: then the largest index decides)."""
     provenance = feature_provenance(dataset)
@@ -70,7 +70,7 @@ def dataset_matrix(dataset, features: str = SAE, width: int | None = None):
         return np.asarray(dataset.with_format("numpy")[DENSE], dtype=np.float64)
     dense = np.asarray(dataset.with_format("numpy")[DENSE], dtype=np.float64) if features == HYBRID else None
     if width is None:
-        width = sae_width(dataset)
+        width = sae_index_width(dataset)
     elif dense is not None:
         width -= dense.shape[1]
     matrix = to_csr(dataset, width=width)
@@ -216,7 +216,7 @@ def identity_for(dataset, features: str) -> dict:
         identity = {key: provenance.get(key) for key in DENSE_IDENTITY_KEYS}
     else:
         identity = sae_identity(dataset)
-        identity["n_features"] = sae_width(dataset)
+        identity["n_features"] = sae_index_width(dataset)
         if features == HYBRID:
             identity["d_in"] = identity.get("d_in") or len(dataset[0][DENSE])
     identity["features"] = features
@@ -233,6 +233,6 @@ def block_split(features: str, identity: dict) -> int | None:
 def matrix_width(dataset, features: str) -> int:
     features = feature_set(features)
     if features == SAE:
-        return sae_width(dataset)
+        return sae_index_width(dataset)
     dense_width = len(dataset[0][DENSE])
-    return dense_width + (sae_width(dataset) if features == HYBRID else 0)
+    return dense_width + (sae_index_width(dataset) if features == HYBRID else 0)
