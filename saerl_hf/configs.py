@@ -73,10 +73,6 @@ def warn_renamed(old: str, new: str, where: str = "saerl-hf") -> None:
     logger.warning(message)
 
 
-class _Ahead(str):
-    """The new spelling of a field its class has not renamed yet: accepted silently, as the old field."""
-
-
 def _renames(dataclass_types) -> dict[str, str | Callable]:
     """The entries of :data:`RENAMED_OPTIONS` that apply to these dataclasses."""
     names = {f.name for dtype in dataclass_types for f in dataclasses.fields(dtype)}
@@ -85,8 +81,6 @@ def _renames(dataclass_types) -> dict[str, str | Callable]:
         for old, new in RENAMED_OPTIONS.get(dtype.__name__, {}).items():
             if callable(new) or (new in names and old not in names):
                 out[old] = new
-            elif old in names and new not in names:  # a class not renamed yet already takes the new spelling
-                out[new] = _Ahead(old)
     return out
 
 
@@ -114,7 +108,7 @@ def upgrade_options(values: dict, dataclass_types, where: str = "saerl-hf", warn
         if clash:
             raise ConfigError(f"{where}: both '{old}' (deprecated) and '{clash[0]}' are set. Fix: keep only "
                               f"'{clash[0]}'.")
-        if warn and not isinstance(new, _Ahead):
+        if warn:
             warn_renamed(f"{old}: {out[old]}" if callable(new) else old, spelled, where)
         del out[old]
         out.update(items)
@@ -145,8 +139,7 @@ def _upgrade_argv(argv: list[str], renames: dict, where: str) -> list[str]:
             raise ConfigError(f"{where}: both '--{name}' (deprecated) and '--{clash[0]}' are given. Fix: keep only "
                               f"'--{clash[0]}'.")
         if not callable(new):  # a plain rename: only the flag changes (its values follow it, however many)
-            if not isinstance(new, _Ahead):
-                warn_renamed(f"--{name}", f"--{new}", where)
+            warn_renamed(f"--{name}", f"--{new}", where)
             out.append(f"--{new}" + (f"={inline}" if inline is not None else ""))
             continue
         warn_renamed(f"--{name} {value}", " ".join(f"--{k} {_yaml(v)}" for k, v in items.items()), where)

@@ -58,7 +58,7 @@ __all__ = ["ARTEFACT_DIR", "COLUMN_DOCS", "HASH_MARKER", "PUSH_FORMAT", "PUSH_RE
 
 
 def cli_main(argv: list[str]) -> int:
-    """`saerl-hf push <curated_dir> --repo-id X --revision Y [--create-pr]`."""
+    """`saerl-hf push <curated_dir> --repo-id X --hub-revision Y [--create-pr]`."""
     from trl import TrlParser
 
     argv = list(argv)
@@ -70,7 +70,7 @@ def cli_main(argv: list[str]) -> int:
     (cfg,) = parse_config(TrlParser(PushConfig, prog="saerl-hf push"), argv)
     if not cfg.curated_dir or not cfg.repo_id:
         print("saerl-hf push: need <curated_dir> and --repo-id. Example: saerl-hf push out/curated "
-              "--repo-id me/gsm8k-saerl --revision v1", file=sys.stderr)
+              "--repo-id me/gsm8k-saerl --hub-revision v1", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx2").setLevel(logging.WARNING)
@@ -79,7 +79,7 @@ def cli_main(argv: list[str]) -> int:
         logging.getLogger("saerl_hf.hub").warning(
             "--token puts the token in shell history and the process list; prefer HF_TOKEN or `hf auth login`.")
     try:
-        result = push_curated(cfg.curated_dir, cfg.repo_id, cfg.revision, cfg.create_pr, cfg.commit_message,
+        result = push_curated(cfg.curated_dir, cfg.repo_id, cfg.hub_revision, cfg.create_pr, cfg.commit_message,
                               cfg.token, cfg.private, cfg.max_retries, cfg.retry_base_wait, cfg.retry_max_wait,
                               command=command, request_timeout=cfg.request_timeout)
     except HubPushError as err:

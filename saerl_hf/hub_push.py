@@ -38,7 +38,7 @@ class PushConfig:
     curated_dir: str | None = field(default=None, metadata={"help": "Curated dir written by `saerl-hf curate` "
                                                                     "(dataset/, probes/, summary.json, provenance.json)."})
     repo_id: str | None = field(default=None, metadata={"help": "Hub dataset repo, e.g. `me/gsm8k-saerl`."})
-    revision: str = field(default="main", metadata={"help": "Branch to publish to (created from main if missing)."})
+    hub_revision: str = field(default="main", metadata={"help": "Branch to publish to (created from main if missing)."})
     create_pr: bool = field(default=False, metadata={"help": "Open a pull request against the branch instead of "
                                                              "committing to it."})
     commit_message: str | None = field(default=None, metadata={"help": "Commit title (default: derived)."})
@@ -172,7 +172,7 @@ def _request_timeout(seconds: float | None):
 
 def _push_curated(local_dir, cfg: PushConfig, command: str | None, token: str | None,
                   apply_timeout) -> PushResult:
-    repo_id, revision, create_pr, private = cfg.repo_id, cfg.revision, cfg.create_pr, cfg.private
+    repo_id, revision, create_pr, private = cfg.repo_id, cfg.hub_revision, cfg.create_pr, cfg.private
     commit_message = cfg.commit_message
     root = check_curated_dir(local_dir)
     from huggingface_hub import HfApi

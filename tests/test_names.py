@@ -41,6 +41,7 @@ OLD_SPELLINGS = [
     ("ReportSignalsConfig", "sae_width", "2048", "d_sae", 2048),
     ("ReportSignalsConfig", "clusters_k", "5", "n_clusters", 5),
     ("DemoConfig", "sae_width", "128", "d_sae", 128),
+    ("PushConfig", "revision", "v2", "hub_revision", "v2"),  # the write revision, as curate / GRPO (TRL) name it
 ]
 
 
@@ -63,8 +64,7 @@ def _ours(shown) -> list[str]:
 
 
 def test_every_old_spelling_is_tested():
-    tested = {(name, old) for name, old, *_ in OLD_SPELLINGS} | {("CurateConfig", "push_to_hub"),
-                                                                 ("PushConfig", "revision")}
+    tested = {(name, old) for name, old, *_ in OLD_SPELLINGS} | {("CurateConfig", "push_to_hub")}
     assert tested == {(name, old) for name, table in RENAMED_OPTIONS.items() for old in table}
 
 
@@ -98,22 +98,32 @@ def test_curate_push_to_hub_with_a_repo_id_is_push_to_hub_true_plus_hub_dataset_
     assert config.push_to_hub is True and config.hub_dataset_id == "me/x"
 
 
-def test_push_writes_to_hub_revision_and_takes_revision_for_one_release(caplog):
-    """`saerl-hf push --hub_revision` (the write revision, as in curate and GRPO); the old --revision warns once
-    PushConfig's own field carries the new name (until then --revision is that field)."""
+def test_push_writes_to_hub_revision_and_the_cli_reads_it(monkeypatch):
+    """`saerl-hf push --hub_revision` (or --hub-revision) is PushConfig.hub_revision, the branch push_curated gets;
+    the old --revision reaches it through RENAMED_OPTIONS (tested above with every other old spelling)."""
+    from saerl_hf import hub
     from saerl_hf.hub_push import PushConfig
 
-    renamed = "hub_revision" in {f.name for f in dataclasses.fields(PushConfig)}
+    assert "hub_revision" in {f.name for f in dataclasses.fields(PushConfig)}
+    assert "revision" not in {f.name for f in dataclasses.fields(PushConfig)}
     base = ["--curated_dir", "out/curated", "--repo_id", "me/math-saerl"]
-    with warnings.catch_warnings(record=True) as shown:
-        warnings.simplefilter("always")
-        config = _parse("PushConfig", [*base, "--hub_revision", "v1"])
-    assert getattr(config, "hub_revision" if renamed else "revision") == "v1" and not _ours(shown)
-    with warnings.catch_warnings(record=True) as shown:
-        warnings.simplefilter("always")
-        config = _parse("PushConfig", [*base, "--revision", "v2"])
-    assert getattr(config, "hub_revision" if renamed else "revision") == "v2"
-    assert bool(_ours(shown)) == renamed and all("'--hub_revision'" in m for m in _ours(shown))
+    for flag in ("--hub_revision", "--hub-revision"):
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.simplefilter("always")
+            config = _parse("PushConfig", [*base, flag, "v1"])
+        assert config.hub_revision == "v1" and not _ours(shown)
+    seen = {}
+
+    def fake_push(curated_dir, repo_id, revision, *args, **kwargs):
+        seen["revision"] = revision
+        raise hub.HubPushError("stop here")
+
+    monkeypatch.setattr(hub, "push_curated", fake_push)
+    assert hub.cli_main(["out/curated", "--repo-id", "me/math-saerl", "--hub-revision", "v3"]) == 1
+    assert seen == {"revision": "v3"}
+    with pytest.warns(FutureWarning, match="'--revision' is deprecated .* use '--hub_revision' instead"):
+        assert hub.cli_main(["out/curated", "--repo-id", "me/math-saerl", "--revision", "v4"]) == 1
+    assert seen == {"revision": "v4"}
 
 
 def test_the_shim_works_for_grpos_trl_parser(monkeypatch, tmp_path):
