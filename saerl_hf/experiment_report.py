@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from saerl_hf.experiment import ARM_LABELS, ARMS, ExperimentConfig, ExperimentError, results_root
+from saerl_hf.experiment_curves import STEPS_GOAL, fixed_target, freeze_target
 from saerl_hf.experiment_stats import aggregate, collect, compare_arms
 
 TEMPLATE = "experiment_report.md"  # package data under saerl_hf/templates/
@@ -35,7 +36,7 @@ def write_report(config: ExperimentConfig) -> dict:
     image = report.with_name(report.stem.lower() + "_curves.png")
     plot_learning_curves({arm: (a["steps"], a["mean"], a["std"]) for arm, a in agg.items()}, image,
                          title=config.title, labels=ARM_LABELS)
-    analysis = compare_arms(agg)
+    analysis = analyse(config, runs, agg, freeze=True)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render_report(config, agg, analysis, image.name))
     data = {"aggregate": agg, "analysis": analysis, "config": asdict(config)}
@@ -43,8 +44,34 @@ def write_report(config: ExperimentConfig) -> dict:
     return data
 
 
+def analyse(config: ExperimentConfig, runs: dict, agg: dict, freeze: bool = False) -> dict:
+    """The comparison against the fixed target (``target.json``; with ``freeze`` it is written once vanilla has
+    its seeds, so later arms cannot move it)."""
+    root = results_root(config)
+    target = freeze_target(root, runs) if freeze else fixed_target(root, runs)
+    return compare_arms(agg, runs, target)
+
+
+def labelling_cost(config: ExperimentConfig) -> dict | None:
+    """Seconds per 1,000 prompts each arm's labels cost (``labelling_cost.json``), when it was measured."""
+    path = results_root(config) / "labelling_cost.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _steps(x) -> str:
+    """Steps-to-target: None (the fit never reaches the target) as "never"."""
+    return "never" if x is None else f"{x:.0f}"
+
+
+def _ci(bounds, scale: float = 1.0, fmt: str = ".0f", suffix: str = "") -> str:
+    """A bootstrap interval as "[low, high]"; an open end (never reached) as "never"."""
+    if bounds is None:
+        return "n/a"
+    return "[" + ", ".join("never" if b is None else format(scale * b, fmt) + suffix for b in bounds) + "]"
 
 
 def _render(template: str, **context) -> str:
@@ -53,6 +80,8 @@ def _render(template: str, **context) -> str:
 
     env = _environment()
     env.filters["pct"] = _pct  # a fraction as a percentage with one decimal, None as "n/a"
+    env.filters["steps"] = _steps
+    env.filters["ci"] = _ci
     return env.get_template(template).render(labels=ARM_LABELS, nan=float("nan"), **context)
 
 
@@ -77,7 +106,16 @@ def report_context(config: ExperimentConfig, agg: dict, analysis: dict, image: s
         "per_seed": [(arm, seed, sorted(curve.items())) for arm, a in agg.items()
                      for seed, curve in sorted(a["per_seed"].items())],
         "companions": [companion_context(path, Path(config.report_path).parent) for path in config.companions],
+        "labelling_cost": labelling_cost(config), "steps_goal": STEPS_GOAL, "target": analysis.get("target"),
+        "others": [arm for arm in agg if arm != "vanilla"], "close": close_to_target(analysis),
     }
+
+
+def close_to_target(analysis: dict, margin: float = 0.01) -> list[str]:
+    """Runs whose fit ends less than ``margin`` above the target: item resamples put them on either side of it."""
+    target = (analysis.get("target") or {}).get("accuracy")
+    return [f"{arm} seed {seed} ends at {100 * r['fitted'][-1]:.1f}%" for arm, seeds in analysis.get("runs", {}).items()
+            for seed, r in seeds.items() if target is not None and 0 <= r["fitted"][-1] - target < margin]
 
 
 def proxy_check(config: ExperimentConfig) -> dict | None:

@@ -1,4 +1,5 @@
-"""Statistics of the SAERL vs vanilla comparison, from saved run logs only: curves, gate, verdicts.
+"""Statistics of the SAERL vs vanilla comparison, from saved run logs only: curves, gate, verdicts (the curve
+fits and intervals behind the verdicts are in :mod:`saerl_hf.experiment_curves`).
 
 Used by :mod:`saerl_hf.experiment_report`; nothing here trains or generates, so the report regenerates from
 the committed logs.
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saerl_hf.experiment_curves import BASE, measure, paired_item_var
 from saerl_hf.grpo_card import finished_runs, summary_file
 
 
@@ -115,11 +117,8 @@ def learning_gate(seeds: dict[int, dict], n_items: int | None) -> dict | None:
         n = n_items or run.get("heldout_n") or 0
         before, after = run.get("solved", {}).get(first), run.get("solved", {}).get(last)
         paired.append(before is not None and after is not None)
-        if n and paired[-1]:  # per-item change in {-1, 0, +1}: its variance from the gained and lost counts
-            gained, lost = len(after - before) / n, len(before - after) / n
-            item_vars.append((gained + lost - (gained - lost) ** 2) / n)
-        elif n:
-            item_vars.append((acc0 * (1 - acc0) + acc1 * (1 - acc1)) / n)
+        if n:  # per-item change in {-1, 0, +1}: its variance from the gained and lost counts (else binomial)
+            item_vars.append(paired_item_var(before, after, acc0, acc1, n))
     seed_var = float(np.var(deltas, ddof=1)) / len(deltas) if len(deltas) > 1 else 0.0
     se = float(np.sqrt(np.mean(item_vars) + seed_var)) if item_vars else float("nan")
     gain = float(np.mean(deltas))
@@ -127,56 +126,25 @@ def learning_gate(seeds: dict[int, dict], n_items: int | None) -> dict | None:
             "passed": bool(gain > 2 * se) and len(deltas) >= 3, "final_step": int(list(seeds.values())[0]["curve"][-1][0])}
 
 
-def steps_to_reach(steps: list[int], mean: list[float], target: float) -> int | None:
-    """First evaluated step whose mean held-out accuracy reaches ``target`` (None: never)."""
-    for step, value in zip(steps, mean):
-        if value >= target - 1e-12:
-            return step
-    return None
-
-
-def compare_arms(agg: dict[str, dict]) -> dict:
-    """Accuracy at equal (final) steps vs vanilla, and steps each arm needs to reach vanilla's final accuracy."""
-    if "vanilla" not in agg or not agg["vanilla"]["steps"]:
+def compare_arms(agg: dict[str, dict], runs: dict[str, dict[int, dict]], target: dict | None) -> dict:
+    """Each arm against vanilla: the curve measurements of :func:`~saerl_hf.experiment_curves.measure` (steps to
+    the fixed target, area under the curve, accuracy at equal steps with its SE, verdicts) plus the start and
+    final accuracy of each arm's mean curve."""
+    if BASE not in agg or not agg[BASE]["steps"]:
         return {}
-    base = agg["vanilla"]
-    target = base["mean"][-1]
-    final_step = base["steps"][-1]
-    n = base.get("heldout_n") or 0
-    # one seed's accuracy on n items has binomial noise; a difference of two such is sqrt(2) wider
-    noise = float(np.sqrt(2 * max(target, 1.0 / max(n, 1)) * (1 - target) / max(n, 1))) if n else None
-    out = {"target_accuracy": target, "final_step": final_step, "noise_2se": None if noise is None else 2 * noise,
-           "vanilla_improved": bool(base["mean"]) and target > base["mean"][0], "arms": {}}
+    measured = measure(runs, target)
+    base = agg[BASE]
+    out = {**{k: v for k, v in measured.items() if k != "arms"}, "final_step": base["steps"][-1],
+           "vanilla_improved": bool(target) and target["vanilla_gain"] > 0, "arms": {}}
     for arm, a in agg.items():
-        at_final = dict(zip(a["steps"], a["mean"])).get(final_step)
-        # "steps to vanilla's final accuracy" only means something if vanilla ended above where it started
-        improved = bool(base["mean"]) and target > base["mean"][0]
-        reach = steps_to_reach(a["steps"], a["mean"], target) if improved else None
-        out["arms"][arm] = {
-            "final_accuracy": at_final,
-            "delta_points": None if at_final is None else round(100 * (at_final - target), 2),
-            "steps_to_vanilla_final": reach,
-            "step_ratio": None if reach is None or not final_step else round(reach / final_step, 3),
-            "start_accuracy": a["mean"][0] if a["mean"] else None,
-        }
-        seed_se = _seed_se(a, base, final_step) if arm != "vanilla" else None
-        out["arms"][arm]["seed_2se"] = None if seed_se is None else 2 * seed_se
-        if arm != "vanilla" and at_final is not None and noise is not None:
-            gap = at_final - target
-            bound = 2 * max(noise, seed_se or 0.0)
-            out["arms"][arm]["verdict"] = ("tie (within ±2 SE of the held-out and seed noise)" if abs(gap) <= bound
-                                           else ("win" if gap > 0 else "loss"))
+        info = {"start_accuracy": a["mean"][0] if a["mean"] else None,
+                "final_accuracy": a["mean"][-1] if a["mean"] else None, **measured.get("arms", {}).get(arm, {})}
+        rows = info.get("delta_at_steps") or []
+        if rows:  # the difference at the last eval step both arms reached
+            info.update(delta_points=round(100 * rows[-1]["delta"], 2), delta_2se=round(200 * rows[-1]["se"], 2),
+                        delta_step=rows[-1]["step"])
+        out["arms"][arm] = info
     return out
-
-
-def _seed_se(a: dict, base: dict, step: int) -> float | None:
-    """Standard error of the difference of two arms' mean accuracy at ``step`` from their spread over seeds
-    (None unless both arms have at least 2 seeds there)."""
-    ours = [c[step] for c in a["per_seed"].values() if step in c]
-    theirs = [c[step] for c in base["per_seed"].values() if step in c]
-    if len(ours) < 2 or len(theirs) < 2:
-        return None
-    return float(np.sqrt(np.var(ours, ddof=1) / len(ours) + np.var(theirs, ddof=1) / len(theirs)))
 
 
 def check_proxy(config, curated: Path) -> dict | None:

@@ -16,10 +16,13 @@ from saerl_hf.experiment import ExperimentConfig
 from saerl_hf.experiment_report import companion_section, write_report
 
 
-def _write_run(root: Path, arm: str, seed: int, curve: list[tuple[int, float]], correct: float = 0.1) -> None:
+def _write_run(root: Path, arm: str, seed: int, curve: list[tuple[int, float]], correct: float = 0.1,
+               solved: dict[int, list[str]] | None = None) -> None:
     out = root / "runs" / arm / f"seed{seed}"
     out.mkdir(parents=True)
     heldout = [{"step": s, "heldout/heldout/accuracy": a, "heldout/heldout/n": 200} for s, a in curve]
+    for entry in heldout if solved else []:  # which items a run solved, as the held-out evaluation logs them
+        entry["correct_ids"] = solved[entry["step"]]
     (out / "grpo_summary.json").write_text(json.dumps({
         "heldout_curve": heldout, "num_train_rows": 100, "quality_filter": None,
         "metrics": {"train_runtime": 60.0, "seconds_per_step": 1.5}}))
@@ -41,17 +44,25 @@ def _experiment(tmp_path: Path, name: str, curves: dict, **extra) -> ExperimentC
     return config
 
 
-def test_report_states_the_verdict_and_steps_to_vanilla(tmp_path):
+def test_report_states_the_verdict_and_steps_to_the_target(tmp_path):
+    """Target 10% + 0.8 x 20 points = 26%: vanilla's line from 20% (step 20) to 30% (step 40) crosses it at step 32,
+    SAERL's from 10% (step 0) to 40% (step 20) at 10.7, a third of vanilla's steps and +15 points at step 40."""
     curves = {("vanilla", s): [(20, 0.20), (40, 0.30)] for s in (0, 1, 2)}
     curves.update({("saerl", s): [(20, 0.40), (40, 0.45)] for s in (0, 1, 2)})
     config = _experiment(tmp_path, "main", curves)
     data = write_report(config)
-    arms = data["analysis"]["arms"]
-    assert arms["saerl"]["delta_points"] == 15.0 and arms["saerl"]["verdict"] == "win"
-    assert arms["saerl"]["steps_to_vanilla_final"] == 20 and arms["saerl"]["step_ratio"] == 0.5
+    analysis, arms = data["analysis"], data["analysis"]["arms"]
+    assert analysis["target"]["accuracy"] == pytest.approx(0.26) and analysis["item_noise"] == "binomial"
+    assert arms["vanilla"]["steps_to_target"] == pytest.approx(32.0)
+    assert arms["saerl"]["steps_to_target"] == pytest.approx(32 / 3) and arms["saerl"]["step_ratio"] == pytest.approx(1 / 3)
+    assert arms["saerl"]["step_ratio_ci"][1] < 0.7  # the bootstrap over seeds and items keeps it under the goal
+    assert arms["vanilla"]["auc"] == pytest.approx(0.2) and arms["saerl"]["auc_delta"] == pytest.approx(0.1375)
+    assert arms["saerl"]["delta_points"] == 15.0 and arms["saerl"]["delta_2se"] < 15.0
+    assert arms["saerl"]["points_verdict"][0] == arms["saerl"]["steps_verdict"][0] == arms["saerl"]["verdict"] == "win"
     assert abs(arms["vanilla"]["start_accuracy"] - 0.10) < 1e-9  # the shared step-0 score heads every curve
     report = (tmp_path / "docs" / "main.md").read_text()
-    assert "win" in report and "20 (50%)" in report and (tmp_path / "docs" / "main_curves.png").is_file()
+    assert "vs vanilla: win.**" in report and "| 11 (33%) |" in report and "**Target: 26.0% held-out accuracy**" in report
+    assert (tmp_path / "docs" / "main_curves.png").is_file()
     assert "| saerl | 0.1000 | 0.1000 | 0.9000 | 0.9000 | 44.5 | 14.5 |" in report  # completion length shrank
     write_report(config)  # regenerated from the same logs: the same page
     assert (tmp_path / "docs" / "main.md").read_text() == report
@@ -63,9 +74,10 @@ def test_seed_spread_can_turn_a_win_into_a_tie(tmp_path):
     curves.update({("saerl", s): [(40, acc)] for s, acc in zip((0, 1, 2), (0.10, 0.45, 0.80))})
     data = write_report(_experiment(tmp_path, "spread", curves))
     saerl = data["analysis"]["arms"]["saerl"]
-    assert saerl["delta_points"] == 15.0 and data["analysis"]["noise_2se"] < 0.15 < saerl["seed_2se"]
-    assert saerl["verdict"].startswith("tie")
-    assert "over seeds" in (tmp_path / "docs" / "spread.md").read_text()
+    binomial_2se = 200 * ((0.3 * 0.7 + 0.45 * 0.55) / 200) ** 0.5
+    assert saerl["delta_points"] == 15.0 and binomial_2se < 15.0 < saerl["delta_2se"]
+    assert saerl["points_verdict"] == ["tie", "within 2 SE of vanilla"] and saerl["verdict"] == "tie"
+    assert "| 40 | +15.0 | " in (tmp_path / "docs" / "spread.md").read_text()
 
 
 def test_companion_experiment_is_summarised_beside_the_main_result(tmp_path):
@@ -232,3 +244,82 @@ def test_one_heldout_set_for_every_arm_and_step0_on_the_same_items(tmp_path):
     _write_run(tmp_path / "res", "vanilla", 0, [(10, 2 / 3)])
     run = collect(tmp_path / "res")["vanilla"][0]
     assert run["curve"][0] == (0, 1 / 3) and run["solved"][0] == {"b1"}
+
+
+def test_isotonic_fit_and_steps_to_target_between_eval_points():
+    """The max-min isotonic fit is scikit-learn's; the target is crossed on the straight line between eval points."""
+    import numpy as np
+    from sklearn.isotonic import IsotonicRegression
+
+    from saerl_hf.experiment_curves import area, crossing, monotone_fit
+
+    rows = np.random.default_rng(0).random((50, 5))
+    assert np.allclose(monotone_fit(rows), [IsotonicRegression().fit_transform(np.arange(5), r) for r in rows])
+    assert monotone_fit([0.09, 0.177, 0.173]).tolist() == pytest.approx([0.09, 0.175, 0.175])  # a dip is pooled
+    reach = crossing([0, 30, 60], [[0.1, 0.2, 0.3], [0.3, 0.3, 0.3], [0.1, 0.12, 0.14]], 0.15)
+    assert reach[0] == pytest.approx(15.0) and reach[1] == 0.0 and np.isinf(reach[2])  # never: no extrapolation
+    assert area([0, 30, 60], [[0.1, 0.2, 0.3]])[0] == pytest.approx(0.2)
+
+
+def test_target_is_fixed_once_vanilla_has_three_seeds(tmp_path):
+    """Step 0 + 80% of vanilla's mean gain, written to target.json once vanilla has 3 seeds; later runs (another
+    vanilla seed that gained more, a SAERL arm) are measured against it instead of moving it."""
+    config = _experiment(tmp_path, "fixed", {("vanilla", s): [(20, 0.2), (40, 0.3)] for s in (0, 1)})
+    root = Path(config.output_dir)
+    assert not write_report(config)["analysis"]["target"]["frozen"] and not (root / "target.json").exists()
+    _write_run(root, "vanilla", 2, [(20, 0.2), (40, 0.3)])
+    write_report(config)
+    assert json.loads((root / "target.json").read_text())["accuracy"] == pytest.approx(0.26)
+    _write_run(root, "vanilla", 3, [(20, 0.5), (40, 0.7)])
+    _write_run(root, "saerl", 0, [(20, 0.3), (40, 0.35)])
+    write_report(config)
+    target = json.loads((root / "results.json").read_text())["analysis"]["target"]
+    assert target["accuracy"] == pytest.approx(0.26) and target["seeds"] == [0, 1, 2] and target["frozen"]
+    assert "Fixed in `" in (tmp_path / "docs" / "fixed.md").read_text()
+
+
+def _item_run(final: set, ids: list[str]) -> dict:
+    return {"curve": [(0, 0.10), (60, len(final) / len(ids))], "solved": {0: set(ids[:20]), 60: final},
+            "heldout_n": len(ids)}
+
+
+def test_paired_items_narrow_the_difference_at_equal_steps():
+    """+4 points from 8 items only the other arm solves (everything else the same items): beyond 2 SE paired over
+    items, a win; within 2 SE of two independent binomial scores, a tie."""
+    from saerl_hf.experiment_curves import compute_target, measure
+
+    ids = [f"q{i}" for i in range(200)]
+    vanilla, ours = set(ids[:40]), set(ids[:48])
+    runs = {"vanilla": {s: _item_run(vanilla, ids) for s in range(3)}, "saerl": {s: _item_run(ours, ids) for s in range(3)}}
+    target = compute_target(runs)
+    paired = measure(runs, target, n_boot=200)
+    row = paired["arms"]["saerl"]["delta_at_steps"][-1]
+    assert paired["item_noise"] == "paired items" and row["paired"] and row["delta"] == pytest.approx(0.04)
+    assert 2 * row["se"] < 0.04 and paired["arms"]["saerl"]["points_verdict"][0] == "win"
+    # it solves a superset of vanilla's items, so every item resample has it faster: 34.3 of 48 steps, yet > 70%
+    saerl = paired["arms"]["saerl"]
+    assert saerl["step_ratio"] == pytest.approx(34.2857 / 48, rel=1e-4) and saerl["step_ratio_ci"][1] < 1
+    assert saerl["steps_verdict"][0] == "tie" and saerl["steps_verdict"][1].startswith("faster than vanilla")
+    for seeds in runs.values():
+        for run in seeds.values():
+            run["solved"] = {}
+    binomial = measure(runs, target, n_boot=200)
+    assert binomial["item_noise"] == "binomial" and binomial["arms"]["saerl"]["points_verdict"][0] == "tie"
+
+
+def test_an_arm_that_never_reaches_the_target_and_the_labelling_cost(tmp_path):
+    """Any arm name flows through (labelled by its key when it has no label); a fit that stays below the target is
+    'never' and a loss; the labelling-cost table appears only when labelling_cost.json exists."""
+    config = _experiment(tmp_path, "arms", {("vanilla", s): [(20, 0.2), (40, 0.3)] for s in (0, 1, 2)})
+    root = Path(config.output_dir)
+    _write_run(root, "extra", 0, [(20, 0.11), (40, 0.12)])
+    write_report(config)
+    assert "## Labelling cost" not in (tmp_path / "docs" / "arms.md").read_text()
+    (root / "labelling_cost.json").write_text(json.dumps({"extra": {
+        "seconds_per_1000": 5400.0, "n_prompts": 1061, "what": "k=8 pass rates"}}))
+    extra = write_report(config)["analysis"]["arms"]["extra"]
+    assert extra["steps_to_target"] is None and extra["never"] == 1 and extra["never_share"] > 0.9
+    assert extra["steps_verdict"][0] == extra["points_verdict"][0] == extra["verdict"] == "loss"
+    page = (tmp_path / "docs" / "arms.md").read_text()
+    assert "| extra | 0 |" in page and "never (1 of 1 seeds)" in page and "**extra vs vanilla: loss.**" in page
+    assert "| extra | 5,400 | 1,061 | k=8 pass rates |" in page and "(one seed: no seed spread)" in page

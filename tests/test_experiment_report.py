@@ -16,12 +16,13 @@ def test_committed_results_page_is_what_the_template_renders(monkeypatch):
     from trl import TrlParser
 
     from saerl_hf.experiment import ExperimentConfig, results_root
-    from saerl_hf.experiment_report import render_report
-    from saerl_hf.experiment_stats import aggregate, collect, compare_arms
+    from saerl_hf.experiment_report import analyse, render_report
+    from saerl_hf.experiment_stats import aggregate, collect
 
     monkeypatch.chdir(REPO_ROOT)  # the recipe's paths are relative to the repository root
     (config,) = TrlParser((ExperimentConfig,)).parse_args_and_config(["--config", RECIPE])
-    agg = aggregate(collect(results_root(config)))
+    runs = collect(results_root(config))
+    agg = aggregate(runs)
     report = Path(config.report_path)
-    page = render_report(config, agg, compare_arms(agg), report.stem.lower() + "_curves.png")
+    page = render_report(config, agg, analyse(config, runs, agg), report.stem.lower() + "_curves.png")
     assert page == report.read_text(encoding="utf-8")
