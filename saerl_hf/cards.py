@@ -1,15 +1,17 @@
 """Card templates (package data under ``saerl_hf/templates/``) and the curated dataset's card.
 
-The three cards (dataset, SAE, GRPO model) are huggingface_hub Jinja templates shipped inside the package, so a
+The three cards (dataset, SAE, GRPO model) are huggingface_hub card templates shipped inside the package, so a
 wheel install writes them too; ``model_cards/`` at the repository root links to the same files.
-:func:`card_template` is the one place that finds them.
+:func:`card_template` is the one place that finds them, :func:`render_card_template` the one that fills them (through
+the shared Jinja environment of every page, ``saerl_hf.templating``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+from saerl_hf.templating import TEMPLATE_DIR
+
 CARD_TEMPLATES = ("dataset_card.md", "model_card.md", "sae_card.md")
 
 COLUMN_DOCS = {
@@ -48,6 +50,17 @@ def card_template(name: str) -> Path:
             f"Card template {path} is missing from the installed saerl-hf (it ships as package data). Fix: reinstall "
             f"it (`pip install --force-reinstall saerl-hf`, or `pip install -e .` in a checkout).")
     return path
+
+
+def render_card_template(card_class, name: str, card_data, **values):
+    """A huggingface_hub card (``card_class``: DatasetCard or ModelCard) from the template ``name`` through the shared
+    environment (saerl_hf.templating), filled as ``card_class.from_template`` fills it: ``card_data`` as the YAML
+    header, its fields and ``values`` as the template's variables."""
+    from saerl_hf.templating import environment
+
+    card_template(name)  # a missing template is a CardTemplateError that names the fix
+    text = environment().get_template(name).render(card_data=card_data.to_yaml(), **{**card_data.to_dict(), **values})
+    return card_class(text)
 
 
 def card_sources(summary: dict) -> list[dict]:
@@ -95,7 +108,6 @@ def render_card(readme: str, repo_id: str, revision: str, provenance: dict, summ
     ``summary["explanations"]`` when curate stored them) adds the "What the probes look at" section."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    template = card_template("dataset_card.md")
     existing = DatasetCard(readme).data.to_dict() if readme.strip() else {}
     sources = card_sources(summary)
     licenses = sorted({s["license"] for s in sources if s.get("license")})
@@ -108,8 +120,8 @@ def render_card(readme: str, repo_id: str, revision: str, provenance: dict, summ
     }
     config = _current_names(summary.get("config") or {})
     counts = summary.get("counts") or {}
-    card = DatasetCard.from_template(
-        DatasetCardData(**{**existing, **ours}), template_path=str(template),
+    card = render_card_template(
+        DatasetCard, "dataset_card.md", DatasetCardData(**{**existing, **ours}),
         repo_id=repo_id, revision=revision, provenance=provenance, summary=summary, record=record,
         sources=sources, licenses=licenses, columns=[(n, t, COLUMN_DOCS.get(n, "")) for n, t in columns],
         identity=card_identity(provenance),

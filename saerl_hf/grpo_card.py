@@ -31,13 +31,13 @@ def finished_runs(root) -> list[Path]:
 
 
 def write_model_card(output_dir, script_args, training_args, model_args, metrics, curve, num_rows) -> Path:
-    """README.md from the model_card.md template (huggingface_hub ModelCard template); no token anywhere."""
+    """README.md from the model_card.md template (a huggingface_hub ModelCard); no token anywhere."""
     import huggingface_hub
     import transformers
     import trl
     from huggingface_hub import ModelCard, ModelCardData
 
-    from saerl_hf.cards import card_template
+    from saerl_hf.cards import render_card_template
     from saerl_hf.models import model_identity
     from saerl_hf.redact import redact_argv
 
@@ -69,7 +69,7 @@ def write_model_card(output_dir, script_args, training_args, model_args, metrics
                   "huggingface_hub": huggingface_hub.__version__},
         command=" ".join(redact_argv(sys.argv)),
     )
-    card = ModelCard.from_template(card_data, template_path=str(card_template(MODEL_CARD_TEMPLATE)), **kwargs)
+    card = render_card_template(ModelCard, MODEL_CARD_TEMPLATE, card_data, **kwargs)
     path = Path(output_dir) / "README.md"
     card.save(path)
     return path

@@ -296,19 +296,20 @@ def _save(sae, out_dir: Path, config: TrainSAEConfig, model, layer: int, metrics
 
 
 def render_sae_card(info: dict):
-    """The SAE's model card from the ``sae_card.md`` template (huggingface_hub Jinja template)."""
+    """The SAE's model card from the ``sae_card.md`` template (a huggingface_hub ModelCard)."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from saerl_hf.cards import card_template
+    from saerl_hf.cards import render_card_template
 
     cfg, metrics = info["config"], info["metrics"]
     identity = info["model_identity"]
     base_model = identity.split(" ")[0] if "/" in identity and not Path(info["model"]).exists() else None
     card_data = ModelCardData(library_name="saelens", tags=["sae-lens", "sparse-autoencoder", "saerl"],
                               base_model=base_model, license="apache-2.0")
-    return ModelCard.from_template(
+    return render_card_template(
+        ModelCard,
+        "sae_card.md",
         card_data,
-        template_path=str(card_template("sae_card.md")),
         model_identity=identity,
         layer=info["layer"],
         hook=info["hook"],

@@ -22,8 +22,8 @@ import yaml
 
 from tests.hub_plugin import REPO_ROOT
 
-TEMPLATES = {"saerl_hf/templates/dataset_card.md", "saerl_hf/templates/model_card.md",
-             "saerl_hf/templates/sae_card.md"}
+# every page template (cards, calibration, signals and experiment reports) renders from the installed package
+TEMPLATES = {f"saerl_hf/templates/{path.name}" for path in (REPO_ROOT / "saerl_hf" / "templates").glob("*.md")}
 
 
 def _run(cmd, cwd, env, timeout=180) -> subprocess.CompletedProcess:

@@ -114,18 +114,14 @@ def variant_sweep(train_raw, test_raw, config, cache) -> list[dict]:
 
 def render_generalisation(section: dict) -> str:
     """The Markdown of :func:`generalisation_section`'s results (``templates/signals_generalisation.md``)."""
-    import jinja2
+    from saerl_hf.templating import environment
 
-    from saerl_hf.cards import TEMPLATE_DIR
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=False,  # noqa: S701 - Markdown, not HTML
-                             keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     sizes = sorted({row["n_labels"] for row in section["learning_curve"]})
     curve = {}
     for row in section["learning_curve"]:
         curve.setdefault(row["features"], {})[row["n_labels"]] = _fmt(row["spearman"]) + _ci(row.get("ci95"))
     kinds = sorted({k for row in section["quality"] for k in row["leave_one_kind_out"]["per_kind"]})
-    return env.get_template("signals_generalisation.md").render(
+    return environment().get_template("signals_generalisation.md").render(
         section=section, sizes=sizes, curve=curve, kinds=kinds, fmt=_fmt, ci=_ci)
 
 

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from saerl_hf.templating import environment
+
 if TYPE_CHECKING:
     from saerl_hf.signals.report import ReportSignalsConfig
 
@@ -19,20 +21,12 @@ PROVENANCE_KEYS = ("model", "layer", "hook", "sae", "sae_hash", "d_sae", "poolin
                    "dtype")
 
 
-def _environment():
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("saerl_hf", "templates"), trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True,
-                             autoescape=jinja2.select_autoescape(enabled_extensions=("html", "xml")))
-    env.filters["f"] = format  # {{ value | f(".3f") }}
-    env.filters["counts"] = lambda counts: ", ".join(f"{v} {k}" for k, v in counts.items())
-    return env
+_environment = environment  # the old private name, still imported by experiment_report.py: remove once it is not
 
 
 def render_markdown(results: dict, config: ReportSignalsConfig) -> str:
     """The report text; every number comes from ``results`` (measured in one run)."""
-    return _environment().get_template(TEMPLATE).render(**report_context(results, config))
+    return environment().get_template(TEMPLATE).render(**report_context(results, config))
 
 
 def report_context(results: dict, config: ReportSignalsConfig) -> dict:
