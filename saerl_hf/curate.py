@@ -58,14 +58,13 @@ def label_subset(pool, config: CurateConfig, stage_dir: Path, timings: dict):
 
     label = config.difficulty_label
     if label == "pass_rate":
-        from saerl_hf.signals.passrate import PassRateConfig, label_pass_rates
+        from saerl_hf.signals.passrate import label_pass_rates
 
         def build():
+            if config.pass_rate_labels:
+                return reuse_pass_rates(pool, config.pass_rate_labels)
             rows = np.random.default_rng(config.seed).permutation(len(pool))[: config.difficulty_max_labels]
-            subset = pool.select(np.sort(rows))
-            pr_config = PassRateConfig(model=config.pass_rate_model or config.model, k=config.pass_rate_samples,
-                                       max_new_tokens=config.pass_rate_max_new_tokens, seed=config.seed)
-            return label_pass_rates(subset, pr_config)
+            return label_pass_rates(pool.select(np.sort(rows)), pass_rate_config(config))
 
         return run_dataset_stage(stage_dir / "labels_pass_rate", build, "pass_rate_labels", timings)
     if label not in pool.column_names:
@@ -76,6 +75,35 @@ def label_subset(pool, config: CurateConfig, stage_dir: Path, timings: dict):
     rng = np.random.default_rng(config.seed)
     take = np.sort(rng.permutation(labelled)[: config.difficulty_max_labels])
     return pool.select(take)
+
+
+def pass_rate_config(config: CurateConfig):
+    """The sampling settings of curate's pass-rate labels (one place, so other labellings can match them)."""
+    from saerl_hf.signals.passrate import PassRateConfig
+
+    return PassRateConfig(model=config.pass_rate_model or config.model, k=config.pass_rate_samples,
+                          max_new_tokens=config.pass_rate_max_new_tokens, seed=config.seed)
+
+
+def reuse_pass_rates(pool, labels_dir: str):
+    """The pool rows another curate run labelled, with its pass-rate columns joined by id: the same labels
+    without sampling them again (they are the expensive part)."""
+    from datasets import load_from_disk
+
+    if not (Path(labels_dir) / "dataset_info.json").is_file():
+        raise CurateError(f"pass_rate_labels: no labelled dataset at {labels_dir}. Fix: point it at the "
+                          f"stages/labels_pass_rate dir of a finished curate run of the same pool.")
+    labels = load_from_disk(str(labels_dir))
+    row_of = {row_id: i for i, row_id in enumerate(pool["id"])}
+    missing = [row_id for row_id in labels["id"] if row_id not in row_of]
+    if missing:
+        raise CurateError(f"pass_rate_labels: {len(missing)} labelled ids are not in this pool (e.g. {missing[0]!r}). "
+                          f"Fix: reuse labels only from a curate run with the same sources, seed and noise.")
+    subset = pool.select([row_of[row_id] for row_id in labels["id"]])
+    for column in ("pass_rate", "n_samples", "n_cut"):
+        if column in labels.column_names:
+            subset = subset.add_column(column, labels[column], feature=labels.features[column])
+    return subset
 
 
 def _fit_probes(config: CurateConfig, out: Path, featurized, quality_set, timings: dict) -> dict:

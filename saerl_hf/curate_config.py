@@ -72,6 +72,10 @@ class CurateConfig:
         "help": "With difficulty_label=pass_rate: the model whose pass rates label the subset (default: reader)."})
     pass_rate_samples: int = field(default=4, metadata={"help": "k completions per prompt for pass rates."})
     pass_rate_max_new_tokens: int = field(default=96, metadata={"help": "Completion budget for pass rates."})
+    pass_rate_labels: str | None = field(default=None, metadata={
+        "help": "With difficulty_label=pass_rate: reuse the labels of another curate run of the same pool (its "
+                "stages/labels_pass_rate dir) by problem id instead of sampling them again, e.g. for the same "
+                "pipeline on another feature set."})
     # quality
     quality_train_size: int = field(default=1000, metadata={
         "help": "Clean prompts (sampled before noise injection) used as the probe's positives."})
@@ -123,6 +127,9 @@ class CurateConfig:
         if self.quality_keep_fraction is not None and not 0.0 < self.quality_keep_fraction <= 1.0:
             raise CurateError(f"quality_keep_fraction must be in (0, 1], got {self.quality_keep_fraction}. "
                               f"Fix: e.g. 0.8 keeps the best 80%.")
+        if self.pass_rate_labels and self.difficulty_label != "pass_rate":
+            raise CurateError(f"pass_rate_labels is set but difficulty_label is '{self.difficulty_label}'. Fix: set "
+                              f"difficulty_label: pass_rate, or pass_rate_labels: null.")
         if not self.sources:
             raise CurateError("sources is empty: nothing to curate. Fix: list at least one, e.g. sources: "
                               "[gsm8k:train, mawps].")

@@ -100,11 +100,13 @@ def chunked_map(dataset, path: Path, fn: Callable, chunk_size: int, name: str, d
     for start in tqdm(mine, desc=desc or name, unit="chunk"):
         chunk_dir = path / f"chunk_{start:09d}"
         if not is_done(chunk_dir):
+            started = time.perf_counter()
             out = fn(dataset.select(range(start, min(start + chunk_size, len(dataset)))))
             tmp = chunk_dir.with_name(chunk_dir.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             out.save_to_disk(str(tmp))
-            _finish(tmp, chunk_dir, {"stage": f"{name}/{start}", "rows": len(out), "rank": rank()})
+            _finish(tmp, chunk_dir, {"stage": f"{name}/{start}", "rows": len(out), "rank": rank(),
+                                     "seconds": round(time.perf_counter() - started, 2)})  # what a chunk costs
     if world_size() > 1:
         barrier()
         if not is_main():
