@@ -1,7 +1,8 @@
 """SAERL vs vanilla GRPO, arm by arm and seed by seed, then one report regenerated from the saved run logs.
 
-Every arm trains on the *same* scored pool (curate's unfiltered ``07_signals`` stage) with the same GRPO
-settings; only the data order and the quality filter differ, so differences are the data engineering's.
+Every arm trains on the *same* pool (curate's unfiltered ``07_signals`` stage) with the same GRPO settings; only
+the data order and the quality filter differ, so differences are the data engineering's. Two arms score that pool
+their own way (:mod:`saerl_hf.experiment_arms`: ``dense`` features, ``oracle`` measured pass rates).
 Each run is a real ``accelerate launch -m saerl_hf.grpo``; a finished run (its
 ``grpo_summary.json`` exists) is skipped on rerun, so a killed experiment resumes run by run.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -22,30 +22,20 @@ import numpy as np
 import yaml
 
 from saerl_hf.configs import parse_config
+from saerl_hf.experiment_arms import (  # noqa: F401  (re-exported: the arms and their pools live there)
+    ARM_LABELS,
+    ARM_POOLS,
+    ARMS,
+    arm_curated,
+    curate_output,
+    run_curate_stage,
+    write_labelling_cost,
+)
 from saerl_hf.grpo_card import OLD_SUMMARY_FILE, SUMMARY_FILE, finished_runs, summary_file
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# What differs between arms: the curriculum (order) and the quality filter. Nothing else.
-ARMS: dict[str, dict] = {
-    "vanilla": {"curriculum": "vanilla", "quality_threshold": None},
-    "saerl": {"curriculum": "saerl", "quality_threshold": 0.5},
-    "saerl_nofilter": {"curriculum": "saerl", "quality_threshold": None},
-    "difficulty": {"curriculum": "difficulty", "quality_threshold": None},
-    "filter_only": {"curriculum": "vanilla", "quality_threshold": 0.5},
-    "adaptive": {"curriculum": "adaptive", "quality_threshold": 0.5},
-}
-ARM_LABELS = {
-    "vanilla": "vanilla GRPO (shuffled, unfiltered)",
-    "saerl": "SAERL (quality filter + clusters + mixing + easy-to-hard)",
-    "saerl_nofilter": "SAERL order without the quality filter",
-    "difficulty": "difficulty only (global easy-to-hard, unfiltered)",
-    "filter_only": "quality filter only (shuffled)",
-    "adaptive": "adaptive target difficulty (beyond the paper)",
-}
-
 
 class ExperimentError(ValueError):
     """A bad experiment setting; the message names the field and the fix."""
@@ -120,27 +110,6 @@ def _parse_value(text: str):
     if isinstance(value, bool) and text.strip().lower() not in ("true", "false"):
         return text.strip()
     return value
-
-
-def curate_output(config: ExperimentConfig) -> Path:
-    values = yaml.safe_load(Path(config.curate_config).read_text())
-    for flag in config.curate_overrides:
-        key, _, value = flag.lstrip("-").partition("=")
-        if key == "output_dir":
-            values["output_dir"] = value
-    return Path(values["output_dir"])
-
-
-def run_curate_stage(config: ExperimentConfig) -> Path:
-    """Curate (or resume curating) the pool; every arm then reads its unfiltered scored stage."""
-    from trl import TrlParser
-
-    from saerl_hf.curate import CurateConfig, run_curate
-
-    args = ["--config", config.curate_config, *config.curate_overrides]
-    (curate_config,) = parse_config(TrlParser((CurateConfig,), prog="saerl-hf curate"), args)  # old keys warn
-    run_curate(curate_config, command="saerl-hf curate " + " ".join(shlex.quote(a) for a in args))
-    return Path(curate_config.output_dir)
 
 
 RUN_LOGS = (SUMMARY_FILE, OLD_SUMMARY_FILE, "trainer_state.json", "wall_clock.json", "run_config.yaml", "probe.json")
@@ -275,14 +244,19 @@ def run_yaml(config: ExperimentConfig, arm: str, seed: int, curated: Path) -> di
     return values
 
 
+def run_done(config: ExperimentConfig, arm: str, seed: int) -> bool:
+    """Whether this run finished before (its summary is in output_dir or kept in the results dir)."""
+    run = Path("runs") / arm / f"seed{seed}"
+    return summary_file(Path(config.output_dir) / run) is not None or summary_file(results_root(config) / run) is not None
+
+
 def launch_run(config: ExperimentConfig, arm: str, seed: int, curated: Path) -> Path:
     """One ``accelerate launch`` GRPO run; skipped when its results already exist."""
     values = run_yaml(config, arm, seed, curated)
     out = Path(values["output_dir"])
-    kept = summary_file(results_root(config) / "runs" / arm / f"seed{seed}")
-    if summary_file(out) is not None or kept is not None:
+    if run_done(config, arm, seed):
         logger.info("run %s seed %d: done before, skipping", arm, seed)
-        if kept is None:
+        if summary_file(results_root(config) / "runs" / arm / f"seed{seed}") is None:
             keep_run_logs(config, out, arm, seed)
         return out
     out.mkdir(parents=True, exist_ok=True)
@@ -353,14 +327,28 @@ def run_experiment(config: ExperimentConfig) -> dict:
     if config.shared_step0:
         step0_accuracy(config, heldout, base_grpo_values(config))
     runs = config.run_list()
+    arms = {arm for arm, _ in runs}
+    cost_path = results_root(config) / "labelling_cost.json" if arms & set(ARM_POOLS) else None  # SAE vs the rest
+    if cost_path:
+        write_labelling_cost(cost_path, config, curated, arms)
+    pools: dict[str, Path] = {}
+
+    def pool_of(arm: str, seed: int) -> Path:  # an arm's own pool is built (or resumed) just before its first run
+        if arm not in pools and not run_done(config, arm, seed):
+            pools[arm] = arm_curated(config, arm, curated)
+            if cost_path:
+                write_labelling_cost(cost_path, config, curated, arms)
+        return pools.get(arm, curated)
+
     if config.parallel > 1:
+        curated_of = {run: pool_of(*run) for run in runs}  # before the threads: two seeds never build one pool
         with ThreadPoolExecutor(max_workers=config.parallel) as pool:
-            for done in pool.map(lambda run: launch_run(config, run[0], run[1], curated), runs):
+            for done in pool.map(lambda run: launch_run(config, run[0], run[1], curated_of[run]), runs):
                 logger.info("finished %s", done)
     else:
         for i, (arm, seed) in enumerate(runs, 1):
             logger.info("[%d/%d] %s seed %d", i, len(runs), arm, seed)
-            launch_run(config, arm, seed, curated)
+            launch_run(config, arm, seed, pool_of(arm, seed))
     probe_runs(config)
     from saerl_hf.experiment_report import write_report
 
