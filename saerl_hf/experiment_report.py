@@ -75,10 +75,10 @@ def _ci(bounds, scale: float = 1.0, fmt: str = ".0f", suffix: str = "") -> str:
 
 
 def _render(template: str, **context) -> str:
-    """Render a page template with the project's one Jinja environment (the signals report's), plus ``pct``."""
-    from saerl_hf.signals.report_render import _environment
+    """Render a page template with the project's one Jinja environment (templating.environment), plus its own filters."""
+    from saerl_hf.templating import environment
 
-    env = _environment()
+    env = environment()
     env.filters["pct"] = _pct  # a fraction as a percentage with one decimal, None as "n/a"
     env.filters["steps"] = _steps
     env.filters["ci"] = _ci

@@ -21,9 +21,6 @@ PROVENANCE_KEYS = ("model", "layer", "hook", "sae", "sae_hash", "d_sae", "poolin
                    "dtype")
 
 
-_environment = environment  # the old private name, still imported by experiment_report.py: remove once it is not
-
-
 def render_markdown(results: dict, config: ReportSignalsConfig) -> str:
     """The report text; every number comes from ``results`` (measured in one run)."""
     return environment().get_template(TEMPLATE).render(**report_context(results, config))
