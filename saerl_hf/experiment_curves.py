@@ -240,7 +240,7 @@ def _arm_summary(records: list[dict], boot_reach: np.ndarray, boot_auc: np.ndarr
 def _against_base(arm: dict, base: dict, boot: dict, rows: list[dict]) -> dict:
     """Steps ratio, area difference and accuracy difference at equal steps vs vanilla, with the verdicts."""
     ours, theirs = arm["steps_to_target"], base["steps_to_target"]
-    ratio = None if theirs is None else (np.inf if ours is None else ours / theirs)
+    ratio = None if not theirs else (np.inf if ours is None else ours / theirs)  # 0: vanilla starts at the target
     with np.errstate(divide="ignore", invalid="ignore"):
         boot_ratio = np.where(np.isfinite(boot["base_reach"]), boot["reach"] / boot["base_reach"], np.nan)
     ratio_ci = interval(boot_ratio)
