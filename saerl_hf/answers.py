@@ -332,6 +332,15 @@ _POOL = _CheckerPool()
 atexit.register(_POOL.close)
 
 
+def start_checkers(timeout_s: float = 30.0) -> None:
+    """Fork the answer-checking helper processes now, while the caller is still small.
+
+    A forked worker keeps a copy-on-write snapshot of its parent: forked after the policy and optimizer are
+    loaded, the workers pinned ~6 GB each that training then rewrote, and two GRPO runs side by side ran out of
+    memory. A worker replaced after a timeout still forks from the caller as it is then (rare)."""
+    _POOL.verify("1", "1", timeout_s)
+
+
 class _DropTimeoutWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return "Timeout is disabled" not in record.getMessage()

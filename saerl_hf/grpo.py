@@ -190,6 +190,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     from transformers import set_seed
     from trl import get_peft_config
 
+    from saerl_hf.answers import start_checkers
     from saerl_hf.grpo_trainer import CurriculumGRPOTrainer
     from saerl_hf.models import load_tokenizer
     from saerl_hf.rewards import get_reward_funcs
@@ -200,6 +201,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     started = time.perf_counter()
 
     ds, quality_counts = _load_train_rows(script_args)
+    start_checkers()  # fork the reward's answer checkers before the model makes this process large
     model, model_path = _load_model(model_args, training_args)
     tokenizer = load_tokenizer(model_path, trust_remote_code=_trust_remote_code(model_args))
     ds = prepare_prompts(ds, tokenizer)

@@ -181,3 +181,20 @@ def test_base_model_few_shot_continuations_are_cut_before_scoring():
     completion = " 4\n\nQuestion: Sam has 9 pears and eats 2. How many are left?\nAnswer: 7"
     assert extract_answer(completion, "elementary") == "4"
     assert is_correct(completion, "4", "elementary") and not is_correct(completion, "7", "elementary")
+
+
+def test_checkers_fork_before_the_caller_grows():
+    """grpo.main forks the helpers before loading the model: a worker forked later maps the whole policy."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, psutil\n"
+            "from saerl_hf.answers import is_correct, start_checkers\n"
+            "start_checkers()\n"
+            "big = np.ones(60_000_000)  # 480 MB written after the fork\n"
+            "assert is_correct('\\\\boxed{\\\\frac{1}{2}}', '0.5')\n"
+            "kids = psutil.Process().children()\n"
+            "print(len(kids), max(k.memory_info().rss for k in kids), big.nbytes)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    workers, largest, grown = map(int, out.stdout.split())
+    assert workers >= 1 and largest < grown / 2, out.stdout
