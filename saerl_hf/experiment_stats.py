@@ -28,11 +28,13 @@ def load_run(path: Path) -> dict:
                           ("zero_std", "frac_reward_zero_std"), ("difficulty", "curriculum/difficulty"))
     }
     solved = {int(e["step"]): set(e["correct_ids"]) for e in summary.get("heldout_curve", []) if "correct_ids" in e}
-    curve = []
-    for entry in summary.get("heldout_curve", []):
-        acc = next((v for k, v in entry.items() if k.endswith("/accuracy")), None)
-        if acc is not None:
-            curve.append((int(entry["step"]), float(acc)))
+    curve = {}
+    # a run resumed before the held-out curve was kept in checkpoints: earlier points live in log_history only
+    for entry in [*log_history, *summary.get("heldout_curve", [])]:
+        acc = next((v for k, v in entry.items() if k.startswith("heldout/") and k.endswith("/accuracy")), None)
+        if acc is not None and "step" in entry:
+            curve[int(entry["step"])] = float(acc)
+    curve = sorted(curve.items())
     wall = json.loads((path / "wall_clock.json").read_text())["seconds"] if (path / "wall_clock.json").is_file() \
         else summary.get("metrics", {}).get("train_runtime")
     probe = json.loads((path / "probe.json").read_text()) if (path / "probe.json").is_file() else None

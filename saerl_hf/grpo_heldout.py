@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
+
+HISTORY_FILE = "heldout_history.json"  # in each checkpoint: the curve with solved ids survives a resume
 
 
 class HeldOutEvalCallback(TrainerCallback):
@@ -66,7 +70,28 @@ class HeldOutEvalCallback(TrainerCallback):
             model.train()
         return record
 
+    def on_save(self, args, state, control, **kwargs):
+        """Keep the curve (with the solved ids) in the checkpoint just written, for a resumed run's summary."""
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and path.is_dir():
+            (path / HISTORY_FILE).write_text(json.dumps(self.history))
+        return control
+
+    def _restore(self, args, state) -> None:
+        """A resumed run starts with the points scored before its checkpoint (log_history has no solved ids)."""
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}" / HISTORY_FILE
+        if path.is_file():
+            self.history = json.loads(path.read_text())
+        else:  # a checkpoint from before HISTORY_FILE: the accuracies survive in the trainer's log history
+            key = f"heldout/{self.name}/accuracy"
+            self.history = [{k: v for k, v in e.items() if k == "step" or k.startswith("heldout/")}
+                            for e in state.log_history if key in e]
+        if self.history:
+            self._last_step = self.history[-1]["step"]
+
     def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step > 0 and not self.history:
+            self._restore(args, state)
         if self.on_start and state.global_step == 0 and self.rows:
             self.seconds_in_train += self.evaluate(0)["heldout/seconds"]
         return control

@@ -273,3 +273,15 @@ def test_gpu_recipes_fit_their_accelerate_configs(recipe, accelerate_config):
     if "_lora" in recipe.name:
         full = yaml.safe_load(recipe.with_name("config_saerl.yaml").read_text())["learning_rate"]
         assert model_args.use_peft and training_args.learning_rate == pytest.approx(10 * full)  # ~10x full FT
+
+
+def test_a_resumed_run_keeps_its_heldout_curve(tiny_model_dir, data_dir, tmp_path):
+    """Stopped after a checkpoint and resumed: the summary still has every held-out point with its solved ids."""
+    common = {"heldout_dataset_name": "svamp", "heldout_limit": 4, "heldout_every_steps": 1,
+              "heldout_max_new_tokens": 4, "heldout_on_start": False, "save_strategy": "steps", "save_steps": 2}
+    out, _ = _launch(tmp_path, tiny_model_dir, {**common, "max_steps": 2})
+    assert json.loads((out / "checkpoint-2" / "heldout_history.json").read_text())[-1]["step"] == 2
+    _launch(tmp_path / "again", tiny_model_dir, {**common, "max_steps": 4, "resume_from_checkpoint": "last",
+                                                          "output_dir": str(out)})
+    curve = json.loads((out / "grpo_summary.json").read_text())["heldout_curve"]
+    assert [e["step"] for e in curve] == [1, 2, 3, 4] and all("correct_ids" in e for e in curve)
