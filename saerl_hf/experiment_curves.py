@@ -241,12 +241,13 @@ def _against_base(arm: dict, base: dict, boot: dict, rows: list[dict]) -> dict:
     """Steps ratio, area difference and accuracy difference at equal steps vs vanilla, with the verdicts."""
     ours, theirs = arm["steps_to_target"], base["steps_to_target"]
     ratio = None if not theirs else (np.inf if ours is None else ours / theirs)  # 0: vanilla starts at the target
+    defined = np.isfinite(boot["base_reach"]) & (boot["base_reach"] > 0)  # a ratio needs steps for vanilla to take
     with np.errstate(divide="ignore", invalid="ignore"):
-        boot_ratio = np.where(np.isfinite(boot["base_reach"]), boot["reach"] / boot["base_reach"], np.nan)
+        boot_ratio = np.where(defined, boot["reach"] / boot["base_reach"], np.nan)
     ratio_ci = interval(boot_ratio)
     final = rows[-1] if rows else None
     points = points_verdict(final["delta"], final["se"]) if final else ("n/a", "no shared eval step")
-    steps = steps_verdict(ratio, ratio_ci)
+    steps = steps_verdict(ratio, ratio_ci) if theirs != 0 else ("n/a", "vanilla's fits are at the target from step 0")
     return {"step_ratio": None if ratio is None else _finite(ratio), "step_ratio_ci": _bounds(boot_ratio),
             "step_ratio_share": float(np.mean(~np.isnan(boot_ratio))),
             "auc_delta": arm["auc"] - base["auc"], "auc_delta_ci": _bounds(boot["auc"] - boot["base_auc"]),

@@ -323,3 +323,22 @@ def test_an_arm_that_never_reaches_the_target_and_the_labelling_cost(tmp_path):
     page = (tmp_path / "docs" / "arms.md").read_text()
     assert "| extra | 0 |" in page and "never (1 of 1 seeds)" in page and "**extra vs vanilla: loss.**" in page
     assert "| extra | 5,400 | 1,061 | k=8 pass rates |" in page and "(one seed: no seed spread)" in page
+
+
+def test_a_vanilla_at_the_target_from_step_0_gives_no_steps_ratio():
+    """No vanilla gain puts the target at step 0's accuracy: vanilla takes 0 steps, so there is no ratio to form,
+    neither for the point (the verdict says why) nor in the resamples where vanilla's mean starts at the target."""
+    import numpy as np
+
+    from saerl_hf.experiment_curves import compute_target, measure
+
+    def run(final: float) -> dict:
+        return {"curve": [(0, 0.10), (60, final)], "solved": {}, "heldout_n": 200}
+
+    runs = {"vanilla": {0: run(0.10)}, "saerl": {0: run(0.30)}}
+    target = compute_target(runs)
+    measured = measure(runs, target, n_boot=400)
+    saerl = measured["arms"]["saerl"]
+    assert target["accuracy"] == pytest.approx(0.10) and measured["arms"]["vanilla"]["steps_to_target"] == 0.0
+    assert saerl["step_ratio"] is None and saerl["steps_verdict"] == ["n/a", "vanilla's fits are at the target from step 0"]
+    assert 0 < saerl["step_ratio_share"] < 1 and all(np.isfinite(saerl["step_ratio_ci"]))  # no x/0 as 'never'
