@@ -227,20 +227,22 @@ def proxy_cost(config, curated: Path, extra: tuple[str, ...] = (), n: int = COST
 
 
 def oracle_cost(config, curated: Path) -> dict | None:
-    """Seconds per 1,000 prompts of measuring pass rates, from the labelling's own timings: curate's labelled subset
-    and every oracle chunk. None before anything was measured."""
+    """Seconds per 1,000 prompts of measuring pass rates, from the labelling's own timings: every oracle chunk and
+    curate's labelled subset when curate sampled it (labels reused by ``pass_rate_labels`` were only joined by id,
+    so their stage time is not a labelling). None before anything was measured."""
     from saerl_hf.stages import is_done, stage_info
 
+    curate_config = parse_curate_config(config)[0]
     infos = [stage_info(d) for d in sorted((arm_dir(curated, "oracle") / "stages" / ORACLE_STAGE).glob("chunk_*"))
              if is_done(d)]
     labels = Path(curated) / "stages" / LABELS_STAGE
-    if is_done(labels):
+    if is_done(labels) and not curate_config.pass_rate_labels:
         infos.append(stage_info(labels))
     timed = [(info["rows"], info["seconds"]) for info in infos if "rows" in info and "seconds" in info]
     n = sum(rows for rows, _ in timed)
     if not n:
         return None
-    pr = asdict(parse_curate_config(config)[0])
+    pr = asdict(curate_config)
     return {"seconds_per_1000": round(1000 * sum(s for _, s in timed) / n, 2), "n_prompts": n,
             "what": f"generation: k={pr['pass_rate_samples']} samples of <= {pr['pass_rate_max_new_tokens']} tokens "
                     f"per prompt, scored; timed while labelling {n} prompts"}

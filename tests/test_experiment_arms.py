@@ -121,7 +121,8 @@ def test_oracle_labels_every_prompt_resumes_and_reports_its_cost(experiment, cal
     calls.update(batches=0, rows=0)
     assert arm_curated(experiment, "oracle", curated) == oracle and calls["batches"] == 0  # done: nothing again
     cost = write_labelling_cost(Path(experiment.results_dir) / "labelling_cost.json", experiment, curated, {"oracle"})
-    assert set(cost) == {"oracle"} and cost["oracle"]["n_prompts"] == len(pool)  # every chunk + the labels stage
+    # every chunk; not the labels stage, which joined the reused labels by id (a join is no labelling cost)
+    assert set(cost) == {"oracle"} and cost["oracle"]["n_prompts"] == n_todo
     assert cost["oracle"]["seconds_per_1000"] > 0 and "k=2" in cost["oracle"]["what"]
 
     recipe = yaml.safe_load(Path(experiment.curate_config).read_text())  # labels made otherwise: never mixed in
