@@ -133,7 +133,7 @@ def resampled_curves(runs: dict[str, dict[int, dict]], rng, n_boot: int) -> tupl
     out = {}
     for arm, seeds in runs.items():
         for seed, run in seeds.items():
-            n = run["heldout_n"] or 1
+            n = run["heldout_n"]
             acc = np.array([a for _, a in run["curve"]])
             out[(arm, seed)] = rng.binomial(n, np.clip(acc, 0, 1), size=(n_boot, len(acc))) / n
     return "binomial", out
@@ -255,11 +255,26 @@ def _against_base(arm: dict, base: dict, boot: dict, rows: list[dict]) -> dict:
             "verdict": overall_verdict(points[0], steps[0])}
 
 
+def _check_scored(runs: dict[str, dict[int, dict]]) -> None:
+    """Every run needs held-out points and their item count: a curve cannot be fitted without the one, and the
+    item noise (binomial or paired) is meaningless without the other."""
+    from saerl_hf.experiment import ExperimentError
+
+    for arm, seeds in runs.items():
+        for seed, run in seeds.items():
+            missing = "held-out points" if not run["curve"] else "held-out item count (heldout/<name>/n)"
+            if not run["curve"] or not run["heldout_n"]:
+                raise ExperimentError(f"runs/{arm}/seed{seed}: no {missing} in its grpo_summary.json heldout_curve "
+                                      f"or trainer_state.json. Fix: rerun it with the experiment's held-out set, or "
+                                      f"move it out of runs/ to leave it out of the comparison.")
+
+
 def measure(runs: dict[str, dict[int, dict]], target: dict | None, n_boot: int = N_BOOT, seed: int = 0) -> dict:
     """Per run and per arm: steps-to-target, area under the curve, and (vs vanilla) the steps ratio, the area
     difference and the accuracy difference at equal steps, with intervals and verdicts against the goals."""
     if target is None or BASE not in runs:
         return {}
+    _check_scored(runs)
     rng = np.random.default_rng(seed)
     kind, boot = resampled_curves(runs, rng, n_boot)
     out = {"target": target, "item_noise": kind, "n_boot": n_boot, "runs": {}, "arms": {},
@@ -273,7 +288,7 @@ def measure(runs: dict[str, dict[int, dict]], target: dict | None, n_boot: int =
         draws[arm] = {"reach": seed_means(np.array([r for _, r, _ in per.values()]), rng),
                       "auc": seed_means(np.array([a for _, _, a in per.values()]), rng)}
         out["arms"][arm] = _arm_summary(list(out["runs"][arm].values()), draws[arm]["reach"], draws[arm]["auc"])
-    n = next(iter(runs[BASE].values()))["heldout_n"] or 1
+    n = next(iter(runs[BASE].values()))["heldout_n"]
     for arm in runs:
         if arm != BASE:
             pair = {**draws[arm], "base_reach": draws[BASE]["reach"], "base_auc": draws[BASE]["auc"]}

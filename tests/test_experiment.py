@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from saerl_hf.experiment import ExperimentConfig
+from saerl_hf.experiment import ExperimentConfig, ExperimentError
 from saerl_hf.experiment_report import companion_section, write_report
 
 
@@ -342,3 +342,18 @@ def test_a_vanilla_at_the_target_from_step_0_gives_no_steps_ratio():
     assert target["accuracy"] == pytest.approx(0.10) and measured["arms"]["vanilla"]["steps_to_target"] == 0.0
     assert saerl["step_ratio"] is None and saerl["steps_verdict"] == ["n/a", "vanilla's fits are at the target from step 0"]
     assert 0 < saerl["step_ratio_share"] < 1 and all(np.isfinite(saerl["step_ratio_ci"]))  # no x/0 as 'never'
+
+
+def test_a_run_without_held_out_points_or_their_count_is_named():
+    """No silent n = 1 (binomial draws of 0 or 1) and no bare numpy error: the run and the fix are named."""
+    from saerl_hf.experiment_curves import compute_target, measure
+
+    def run(curve: list, n: int | None) -> dict:
+        return {"curve": curve, "solved": {}, "heldout_n": n}
+
+    vanilla = {s: run([(0, 0.1), (60, 0.2)], 200) for s in (0, 1)}
+    target = compute_target({"vanilla": vanilla})
+    with pytest.raises(ExperimentError, match=r"runs/saerl/seed0: no held-out item count .* Fix: rerun it"):
+        measure({"vanilla": vanilla, "saerl": {0: run([(0, 0.1), (60, 0.3)], None)}}, target, n_boot=50)
+    with pytest.raises(ExperimentError, match=r"runs/saerl/seed1: no held-out points"):
+        measure({"vanilla": vanilla, "saerl": {1: run([], 200)}}, target, n_boot=50)
