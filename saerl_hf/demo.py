@@ -144,8 +144,8 @@ def run_demo(config: DemoConfig) -> dict:
     sae, sae_info = ensure_sae(config)
     print("[2/5] SFT warm start (the policy every arm starts from) ...", flush=True)
     policy, warm_info = ensure_warmstart(config)
-    print(f"[3/5] curate: featurize -> pass-rate labels ({config.pass_rate_prompts} prompts x k="
-          f"{config.pass_rate_samples}) -> difficulty proxy / quality / clusters -> order ...", flush=True)
+    print(f"[3/5] curate: featurize -> {_labels_text(config)} -> difficulty proxy / quality / clusters -> order ...",
+          flush=True)
     experiment = ExperimentConfig(
         output_dir=str(out / "experiment"), curate_config=str(write_curate_yaml(config, sae, policy)),
         grpo_config=config.grpo_config, heldout_per_source=config.holdout_per_source,
@@ -173,6 +173,13 @@ def run_demo(config: DemoConfig) -> dict:
     return summary
 
 
+def _labels_text(config: DemoConfig) -> str:
+    """Where the difficulty labels come from: sampled now, or reused (their prompts and k are the other run's)."""
+    if config.pass_rate_labels:
+        return f"pass-rate labels reused from {config.pass_rate_labels} (not sampled by this demo)"
+    return f"the warm policy's pass rates (k={config.pass_rate_samples}) on {config.pass_rate_prompts} pool prompts"
+
+
 def _testbed_lines(config: DemoConfig, warm_info: dict) -> list[str]:
     """What this demo is, for the report's 'The testbed' section."""
     warm = warm_info.get("reused") or warm_info.get("trained")
@@ -181,8 +188,8 @@ def _testbed_lines(config: DemoConfig, warm_info: dict) -> list[str]:
         "seed cannot separate the arms. docs/RESULTS.md holds the comparison.",
         f"Policy: {warm_info.get('kind', 'a given warm start')} ({warm}); every arm starts from it.",
         f"Pool: {', '.join(config.sources)} + {config.inject_noise:.0%} injected noise; held-out "
-        f"{config.holdout_per_source} per source, never trained on. Difficulty labels: the warm policy's pass rates "
-        f"(k={config.pass_rate_samples}) on {config.pass_rate_prompts} pool prompts; the SAE proxy ranks the rest.",
+        f"{config.holdout_per_source} per source, never trained on. Difficulty labels: {_labels_text(config)}; the "
+        f"SAE proxy ranks the rest.",
         f"GRPO: LoRA r=16 lr 2e-4, 2 prompts x 8 completions, <= {config.max_completion_length} tokens, "
         f"correctness reward only, dapo loss, beta 0; {config.steps} steps per arm.",
     ]

@@ -80,3 +80,15 @@ def test_demo_runs_the_v3_design_end_to_end(tiny_model_dir, data_dir, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in finished} == stamps, "the rerun retrained nothing"
     assert "saerl-hf demo finished" in again.stdout
+
+
+def test_the_report_says_where_the_difficulty_labels_come_from():
+    """Reused labels (--pass_rate_labels) were not sampled by the demo's policy, prompt count or k: the report's
+    testbed lines say so instead of describing a labelling that did not happen."""
+    from saerl_hf.demo import _testbed_lines
+
+    sampled = " ".join(_testbed_lines(DemoConfig(), {"kind": "a small warm start (demo)"}))
+    assert "Difficulty labels: the warm policy's pass rates (k=4) on 52 pool prompts; the SAE proxy" in sampled
+    reused = " ".join(_testbed_lines(DemoConfig(pass_rate_labels="/x/labels"), {}))
+    assert "Difficulty labels: pass-rate labels reused from /x/labels (not sampled by this demo)" in reused
+    assert "k=4" not in reused and "52 pool prompts" not in reused
