@@ -94,6 +94,11 @@ def reuse_pass_rates(pool, labels_dir: str):
         raise CurateError(f"pass_rate_labels: no labelled dataset at {labels_dir}. Fix: point it at the "
                           f"stages/labels_pass_rate dir of a finished curate run of the same pool.")
     labels = load_from_disk(str(labels_dir))
+    absent = [column for column in ("id", "pass_rate") if column not in labels.column_names]
+    if absent:  # here, naming the option; not later in the probe fit, whose message points at label_column
+        raise CurateError(f"pass_rate_labels: {labels_dir} has no {' or '.join(map(repr, absent))} column (columns: "
+                          f"{', '.join(labels.column_names)}). Fix: point it at the stages/labels_pass_rate dir of a "
+                          f"finished curate run of the same pool.")
     row_of = {row_id: i for i, row_id in enumerate(pool["id"])}
     missing = [row_id for row_id in labels["id"] if row_id not in row_of]
     if missing:
@@ -101,7 +106,7 @@ def reuse_pass_rates(pool, labels_dir: str):
                           f"Fix: reuse labels only from a curate run with the same sources, seed and noise.")
     subset = pool.select([row_of[row_id] for row_id in labels["id"]])
     for column in ("pass_rate", "n_samples", "n_cut"):
-        if column in labels.column_names:
+        if column in labels.column_names:  # pass_rate always; the counts where the labeller recorded them
             subset = subset.add_column(column, labels[column], feature=labels.features[column])
     return subset
 

@@ -10,6 +10,7 @@ difficulty proxy has something to fit.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,11 @@ def test_reused_labels_must_come_from_the_same_pool(tiny_model_dir, tiny_sae_dir
                           n_clusters=2, difficulty_label="pass_rate", pass_rate_labels=str(labels))
     with pytest.raises(CurateError, match="pass_rate_labels: 1 labelled ids are not in this pool"):
         run_curate(config)
+    ids = load_pool(config)[0]["id"][:3]
+    Dataset.from_dict({"id": ids, "difficulty": [0.5] * 3}).save_to_disk(str(tmp_path / "scores"))  # not labels
+    with pytest.raises(CurateError, match="pass_rate_labels: .*scores has no 'pass_rate' column"):
+        run_curate(replace(config, output_dir=str(tmp_path / "run2"), pass_rate_labels=str(tmp_path / "scores")))
+    assert not (tmp_path / "run2" / "stages" / "labels_pass_rate").exists()  # no labels stage without labels
     with pytest.raises(CurateError, match="pass_rate_labels is set but difficulty_label is 'level'"):
         CurateConfig(pass_rate_labels=str(labels))
     assert ExperimentConfig(runs=["dense:0,1", "oracle:0"]).run_list() == [("dense", 0), ("dense", 1), ("oracle", 0)]
