@@ -87,13 +87,19 @@ def pass_rate_config(config: CurateConfig):
 
 def reuse_pass_rates(pool, labels_dir: str):
     """The pool rows another curate run labelled, with its pass-rate columns joined by id: the same labels
-    without sampling them again (they are the expensive part)."""
-    from datasets import load_from_disk
+    without sampling them again (they are the expensive part). ``labels_dir`` is that run's labels stage, or
+    the JSON Lines file the experiment keeps of it (``<results_dir>/pass_rate_labels.jsonl``, committed)."""
+    from datasets import Dataset, load_from_disk
 
-    if not (Path(labels_dir) / "dataset_info.json").is_file():
+    path = Path(labels_dir)
+    if path.is_file() and path.suffix in (".json", ".jsonl"):
+        labels = Dataset.from_json(str(path), keep_in_memory=True)
+    elif (path / "dataset_info.json").is_file():
+        labels = load_from_disk(str(path))
+    else:
         raise CurateError(f"pass_rate_labels: no labelled dataset at {labels_dir}. Fix: point it at the "
-                          f"stages/labels_pass_rate dir of a finished curate run of the same pool.")
-    labels = load_from_disk(str(labels_dir))
+                          f"stages/labels_pass_rate dir of a finished curate run of the same pool, or at a "
+                          f".jsonl of its rows (id, pass_rate).")
     absent = [column for column in ("id", "pass_rate") if column not in labels.column_names]
     if absent:  # here, naming the option; not later in the probe fit, whose message points at label_column
         raise CurateError(f"pass_rate_labels: {labels_dir} has no {' or '.join(map(repr, absent))} column (columns: "

@@ -19,7 +19,7 @@ from datasets import Dataset, load_from_disk
 
 from saerl_hf import experiment_arms
 from saerl_hf.curate import CurateConfig, CurateError, run_curate
-from saerl_hf.experiment import ExperimentConfig, run_yaml
+from saerl_hf.experiment import ExperimentConfig, keep_pass_rate_labels, run_yaml
 from saerl_hf.experiment_arms import ArmPoolError, arm_curated, run_curate_stage, write_labelling_cost
 from saerl_hf.pool import load_pool
 from saerl_hf.signals.passrate import PassRateLabeller
@@ -130,6 +130,27 @@ def test_oracle_labels_every_prompt_resumes_and_reports_its_cost(experiment, cal
     Path(experiment.curate_config).write_text(yaml.safe_dump({**recipe, "pass_rate_samples": 3}))
     with pytest.raises(ArmPoolError, match="other settings"):
         arm_curated(experiment, "oracle", curated)
+
+
+def test_kept_labels_file_rebuilds_the_same_pool_without_sampling(experiment, calls):
+    """The committed .jsonl of curate's labels stands in for the labels stage on a fresh machine."""
+    curated = run_curate_stage(experiment)
+    kept = keep_pass_rate_labels(experiment, curated)
+    assert kept == Path(experiment.results_dir) / "pass_rate_labels.jsonl"
+    rows = [json.loads(line) for line in kept.read_text().splitlines()]
+    labels = load_from_disk(str(curated / "stages" / "labels_pass_rate"))
+    assert [r["id"] for r in rows] == labels["id"] and [r["pass_rate"] for r in rows] == labels["pass_rate"]
+    assert set(rows[0]) == {"id", "pass_rate", "n_samples", "n_cut"}
+    before = kept.stat().st_mtime_ns
+    assert keep_pass_rate_labels(experiment, curated) == kept and kept.stat().st_mtime_ns == before
+
+    rebuilt = replace(experiment, curate_overrides=[f"--pass_rate_labels={kept}",
+                                                    f"--output_dir={experiment.output_dir}/rebuilt"])
+    again = run_curate_stage(rebuilt)
+    assert calls["batches"] == 0  # nothing sampled
+    assert load_from_disk(str(again / "stages" / "labels_pass_rate"))["pass_rate"] == labels["pass_rate"]
+    first, second = (load_from_disk(str(d / "stages" / "07_signals")) for d in (curated, again))
+    assert second["id"] == first["id"] and second["difficulty"] == pytest.approx(first["difficulty"])
 
 
 def test_reused_labels_must_come_from_the_same_pool(tiny_model_dir, tiny_sae_dir, tmp_path, data_dir):
