@@ -62,6 +62,7 @@ class ArmPool:
 ARM_POOLS = {"dense": ArmPool("-dense", ("--features=dense",)), "oracle": ArmPool("-oracle", oracle=True)}
 LABELS_STAGE = "labels_pass_rate"  # where curate keeps its pass-rate labels (stages/)
 ORACLE_STAGE = "oracle_pass_rate"
+ORACLE_KEPT = "oracle_pass_rates.json"  # in results_dir: the oracle's labels as they land (class KeptOracle)
 ORACLE_CHUNK_SIZE = 32  # prompts per resumable oracle chunk: ~2-3 min on 2 cores at k=8, 64 tokens
 COST_SAMPLE = 100  # pool prompts timed for a proxy's labelling cost
 
@@ -149,7 +150,6 @@ def build_oracle_pool(config, curated: Path, out: Path) -> Path:
     from datasets import load_from_disk
 
     from saerl_hf.curate import pass_rate_config
-    from saerl_hf.signals.passrate import label_pass_rates
     from saerl_hf.stages import chunked_map, run_dataset_stage
 
     scored = load_from_disk(str(curated / "stages" / "07_signals"))
@@ -157,8 +157,9 @@ def build_oracle_pool(config, curated: Path, out: Path) -> Path:
     known = _known_pass_rates(curated / "stages" / LABELS_STAGE)
     rows = [i for i, row_id in enumerate(scored["id"]) if row_id not in known]
     ids = "\n".join(scored.select(rows)["id"]).encode()  # the chunks are slices of exactly these prompts
-    _check_oracle_settings(out, {"pass_rate": asdict(pr_config), "prompts_sha256": hashlib.sha256(ids).hexdigest(),
-                                 "reused_labels": len(known)})
+    settings = {"pass_rate": asdict(pr_config), "prompts_sha256": hashlib.sha256(ids).hexdigest(),
+                "reused_labels": len(known)}
+    _check_oracle_settings(out, settings)
     columns = [c for c in ("id", "problem", "answer", "source") if c in scored.column_names]
     todo = scored.select(rows)
     todo = todo.select_columns(columns).flatten_indices(keep_in_memory=True)  # in memory: no cache files anywhere
@@ -166,7 +167,8 @@ def build_oracle_pool(config, curated: Path, out: Path) -> Path:
     if len(todo):
         logger.info("oracle: labelling %d prompts (k=%d, %d tokens), %d reused", len(todo), pr_config.k,
                     pr_config.max_new_tokens, len(known))
-        labelled = chunked_map(todo, out / "stages" / ORACLE_STAGE, lambda chunk: label_pass_rates(chunk, pr_config),
+        kept = KeptOracle(Path(config.results_dir or config.output_dir) / ORACLE_KEPT, settings)
+        labelled = chunked_map(todo, out / "stages" / ORACLE_STAGE, kept.labeller(pr_config),
                                ORACLE_CHUNK_SIZE, ORACLE_STAGE, desc=f"oracle pass@{pr_config.k} (chunks)")
         measured.update(zip(labelled["id"], labelled["pass_rate"]))
 
@@ -178,6 +180,48 @@ def build_oracle_pool(config, curated: Path, out: Path) -> Path:
     oracle = run_dataset_stage(out / "stages" / "07_signals", build, "oracle_signals")
     _write_oracle_summary(out, oracle, known)
     return out
+
+
+class KeptOracle:
+    """``<results_dir>/oracle_pass_rates.json``: every oracle chunk's measured labels and seconds, written as each
+    chunk lands (commit it), so that a fresh machine replays them instead of sampling again; only under the same
+    settings and prompts (``settings``), else an error that says how to label again."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path, self.settings = Path(path), settings
+        self.chunks: dict = {}
+        if self.path.is_file():
+            kept = json.loads(self.path.read_text())
+            if kept.get("settings") != settings:
+                raise ArmPoolError(f"{self.path} holds oracle labels made with other settings or prompts. Fix: delete "
+                                   f"it to label again, or restore the curate recipe it was made with.")
+            self.chunks = kept["chunks"]
+
+    def labeller(self, pr_config):
+        """``fn(chunk)`` for chunked_map: a kept chunk's labels replayed, else sampled and kept."""
+        from saerl_hf.signals.passrate import label_pass_rates
+
+        def label(chunk):
+            ids = list(chunk["id"])
+            entry = self.chunks.get(ids[0]) if ids else None
+            if entry and entry["ids"] == ids:
+                values = {c: entry[c] for c in ("pass_rate", "n_samples", "n_cut")}
+                return chunk.map(lambda _, i: {c: v[i] for c, v in values.items()}, with_indices=True,
+                                 keep_in_memory=True, desc="oracle labels (kept)")
+            started = time.perf_counter()
+            out = label_pass_rates(chunk, pr_config)
+            self.chunks[ids[0]] = {"ids": ids, "seconds": round(time.perf_counter() - started, 2),
+                                   **{c: list(out[c]) for c in ("pass_rate", "n_samples", "n_cut")}}
+            self._write()
+            return out
+
+        return label
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"settings": self.settings, "chunks": self.chunks}, sort_keys=True))
+        tmp.replace(self.path)
 
 
 def _write_oracle_summary(out: Path, oracle, known: dict) -> dict:
@@ -227,18 +271,19 @@ def proxy_cost(config, curated: Path, extra: tuple[str, ...] = (), n: int = COST
 
 
 def oracle_cost(config, curated: Path) -> dict | None:
-    """Seconds per 1,000 prompts of measuring pass rates, from the labelling's own timings: every oracle chunk and
-    curate's labelled subset when curate sampled it (labels reused by ``pass_rate_labels`` were only joined by id,
-    so their stage time is not a labelling). None before anything was measured."""
+    """Seconds per 1,000 prompts of measuring pass rates, from the labelling's own timings: every sampled oracle chunk
+    (KeptOracle's record; a replayed chunk costs nothing and is not a labelling) and curate's labelled subset when
+    curate sampled it (labels reused by ``pass_rate_labels`` were only joined by id). None before any sampling."""
     from saerl_hf.stages import is_done, stage_info
 
     curate_config = parse_curate_config(config)[0]
-    infos = [stage_info(d) for d in sorted((arm_dir(curated, "oracle") / "stages" / ORACLE_STAGE).glob("chunk_*"))
-             if is_done(d)]
+    kept = Path(config.results_dir or config.output_dir) / ORACLE_KEPT
+    chunks = json.loads(kept.read_text())["chunks"].values() if kept.is_file() else []
+    timed = [(len(chunk["ids"]), chunk["seconds"]) for chunk in chunks]
     labels = Path(curated) / "stages" / LABELS_STAGE
     if is_done(labels) and not curate_config.pass_rate_labels:
-        infos.append(stage_info(labels))
-    timed = [(info["rows"], info["seconds"]) for info in infos if "rows" in info and "seconds" in info]
+        info = stage_info(labels)
+        timed += [(info["rows"], info["seconds"])] if "rows" in info and "seconds" in info else []
     n = sum(rows for rows, _ in timed)
     if not n:
         return None

@@ -10,6 +10,7 @@ difficulty proxy has something to fit.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -126,9 +127,22 @@ def test_oracle_labels_every_prompt_resumes_and_reports_its_cost(experiment, cal
     assert set(cost) == {"oracle"} and cost["oracle"]["n_prompts"] == n_todo
     assert cost["oracle"]["seconds_per_1000"] > 0 and "k=2" in cost["oracle"]["what"]
 
+    kept = json.loads((Path(experiment.results_dir) / "oracle_pass_rates.json").read_text())  # committed record
+    assert sum(len(chunk["ids"]) for chunk in kept["chunks"].values()) == n_todo
+    assert len(kept["chunks"]) == -(-n_todo // 16)  # one entry per chunk, the interrupted run's first included
+    shutil.rmtree(oracle)  # a fresh machine: the oracle's stages are gone, the committed record is not
+    assert arm_curated(experiment, "oracle", curated) == oracle and calls["batches"] == 0  # replayed, not sampled
+    replayed = load_from_disk(str(oracle / "stages" / "07_signals"))
+    assert replayed["id"] == scored["id"] and replayed["pass_rate"] == scored["pass_rate"]
+    again = write_labelling_cost(Path(experiment.results_dir) / "labelling_cost.json", experiment, curated, {"oracle"})
+    assert again == cost  # replaying costs no labelling time
+
     recipe = yaml.safe_load(Path(experiment.curate_config).read_text())  # labels made otherwise: never mixed in
     Path(experiment.curate_config).write_text(yaml.safe_dump({**recipe, "pass_rate_samples": 3}))
     with pytest.raises(ArmPoolError, match="other settings"):
+        arm_curated(experiment, "oracle", curated)
+    shutil.rmtree(oracle)
+    with pytest.raises(ArmPoolError, match="oracle_pass_rates.json holds oracle labels made with other settings"):
         arm_curated(experiment, "oracle", curated)
 
 
