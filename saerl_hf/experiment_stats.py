@@ -73,6 +73,14 @@ def _seed_mean(seeds: dict[int, dict], name: str, steps: slice) -> float:
     return float(np.mean([np.mean([v for _, v in r["rewards"][name][steps]] or [np.nan]) for r in seeds.values()]))
 
 
+def _span(values: list):
+    """One value when the seeds agree, else "min-max" (e.g. seeds trained on pools rebuilt with another SAE)."""
+    known = sorted({v for v in values if v is not None})
+    if len(known) <= 1:
+        return known[0] if known else None
+    return f"{known[0]}-{known[-1]}"
+
+
 def aggregate(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
     """Mean and spread over seeds of the held-out curve, at the steps every seed of an arm evaluated."""
     out = {}
@@ -88,7 +96,7 @@ def aggregate(runs: dict[str, dict[int, dict]]) -> dict[str, dict]:
             "seeds": sorted(seeds),
             "wall_clock_s": float(np.mean([r["wall_clock_s"] or 0 for r in seeds.values()])),
             "seconds_per_step": float(np.mean([r["metrics"].get("seconds_per_step", np.nan) for r in seeds.values()])),
-            "num_train_rows": [r["num_train_rows"] for r in seeds.values()][0],
+            "num_train_rows": _span([r["num_train_rows"] for r in seeds.values()]),
             "late_rewards": {name: _seed_mean(seeds, name, slice(-10, None)) for name in ("correctness", "format")},
             "all_rewards": {name: _seed_mean(seeds, name, slice(None)) for name in ("correctness", "format")},
             "heldout_n": [r["heldout_n"] for r in seeds.values()][0],

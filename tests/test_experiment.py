@@ -357,3 +357,15 @@ def test_a_run_without_held_out_points_or_their_count_is_named():
         measure({"vanilla": vanilla, "saerl": {0: run([(0, 0.1), (60, 0.3)], None)}}, target, n_boot=50)
     with pytest.raises(ExperimentError, match=r"runs/saerl/seed1: no held-out points"):
         measure({"vanilla": vanilla, "saerl": {1: run([], 200)}}, target, n_boot=50)
+
+
+def test_train_rows_of_seeds_on_different_pools_show_their_span(tmp_path):
+    """Seeds whose pools were rebuilt with a slightly different SAE train on different row counts: the table says so."""
+    from saerl_hf.experiment_stats import aggregate, collect
+
+    config = _experiment(tmp_path, "rows", {("saerl", s): [(20, 0.3), (40, 0.4)] for s in (0, 1)})
+    summary = Path(config.output_dir) / "runs" / "saerl" / "seed1" / "grpo_summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "num_train_rows": 97}))
+    assert aggregate(collect(Path(config.output_dir)))["saerl"]["num_train_rows"] == "97-100"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "num_train_rows": 100}))
+    assert aggregate(collect(Path(config.output_dir)))["saerl"]["num_train_rows"] == 100
