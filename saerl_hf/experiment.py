@@ -26,9 +26,9 @@ from saerl_hf.experiment_arms import (  # noqa: F401  (re-exported: the arms and
     ARM_LABELS,
     ARM_POOLS,
     ARMS,
-    LABELS_STAGE,
     arm_curated,
     curate_output,
+    keep_pass_rate_labels,
     run_curate_stage,
     write_labelling_cost,
 )
@@ -148,24 +148,6 @@ def keep_finished_runs(config: ExperimentConfig) -> list[Path]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, dest)
     return kept
-
-
-def keep_pass_rate_labels(config: ExperimentConfig, curated: Path) -> Path | None:
-    """``<results_dir>/pass_rate_labels.jsonl``: curate's measured labels (id, pass rate, samples), committed so that
-    a rebuild can reuse them (``--pass_rate_labels``) instead of sampling them again; written once, never replaced."""
-    from saerl_hf.stages import is_done
-
-    labels, dest = Path(curated) / "stages" / LABELS_STAGE, results_root(config) / "pass_rate_labels.jsonl"
-    if dest.is_file() or not is_done(labels):
-        return dest if dest.is_file() else None
-    from datasets import load_from_disk
-
-    kept = load_from_disk(str(labels))
-    kept = kept.select_columns([c for c in ("id", "pass_rate", "n_samples", "n_cut") if c in kept.column_names])
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    kept.to_json(str(dest), lines=True)
-    logger.info("kept %d pass-rate labels in %s", len(kept), dest)
-    return dest
 
 
 def run_warmstart_stage(config: ExperimentConfig) -> dict:

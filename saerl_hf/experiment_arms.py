@@ -124,6 +124,25 @@ def arm_curated(config, arm: str, curated: Path) -> Path:
     return run_curate_stage(config, extra)
 
 
+def keep_pass_rate_labels(config, curated: Path) -> Path | None:
+    """``<results_dir>/pass_rate_labels.jsonl``: curate's measured labels (id, pass rate, samples), committed so that
+    a rebuild can reuse them (``--pass_rate_labels``) instead of sampling them again; written once, never replaced."""
+    from saerl_hf.stages import is_done
+
+    labels = Path(curated) / "stages" / LABELS_STAGE
+    dest = Path(config.results_dir or config.output_dir) / "pass_rate_labels.jsonl"
+    if dest.is_file() or not is_done(labels):
+        return dest if dest.is_file() else None
+    from datasets import load_from_disk
+
+    kept = load_from_disk(str(labels))
+    kept = kept.select_columns([c for c in ("id", "pass_rate", "n_samples", "n_cut") if c in kept.column_names])
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    kept.to_json(str(dest), lines=True)
+    logger.info("kept %d pass-rate labels in %s", len(kept), dest)
+    return dest
+
+
 def _known_pass_rates(labels_dir: Path) -> dict[str, float]:
     """id -> pass rate of the prompts curate already labelled (none when it did not label pass rates)."""
     from datasets import load_from_disk

@@ -20,8 +20,14 @@ from datasets import Dataset, load_from_disk
 
 from saerl_hf import experiment_arms
 from saerl_hf.curate import CurateConfig, CurateError, run_curate
-from saerl_hf.experiment import ExperimentConfig, keep_pass_rate_labels, run_yaml
-from saerl_hf.experiment_arms import ArmPoolError, arm_curated, run_curate_stage, write_labelling_cost
+from saerl_hf.experiment import ExperimentConfig, run_yaml
+from saerl_hf.experiment_arms import (
+    ArmPoolError,
+    arm_curated,
+    keep_pass_rate_labels,
+    run_curate_stage,
+    write_labelling_cost,
+)
 from saerl_hf.pool import load_pool
 from saerl_hf.signals.passrate import PassRateLabeller
 
