@@ -29,6 +29,7 @@ from saerl_hf.experiment_arms import (  # noqa: F401  (re-exported: the arms and
     arm_curated,
     curate_output,
     keep_pass_rate_labels,
+    results_root,
     run_curate_stage,
     write_labelling_cost,
 )
@@ -114,11 +115,6 @@ def _parse_value(text: str):
 
 
 RUN_LOGS = (SUMMARY_FILE, OLD_SUMMARY_FILE, "trainer_state.json", "wall_clock.json", "run_config.yaml", "probe.json")
-
-
-def results_root(config: ExperimentConfig) -> Path:
-    """Where finished runs' small logs live (committed when it is under docs/)."""
-    return Path(config.results_dir or config.output_dir)
 
 
 def keep_run_logs(config: ExperimentConfig, run_dir: Path, arm: str, seed: int) -> Path:

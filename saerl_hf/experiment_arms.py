@@ -71,6 +71,11 @@ class ArmPoolError(SaerlError, ValueError):
     """An arm's pool cannot be built as asked; the message names the setting and the fix."""
 
 
+def results_root(config) -> Path:
+    """Where finished runs' small logs and the kept labels live (committed when it is under docs/)."""
+    return Path(config.results_dir or config.output_dir)
+
+
 def parse_curate_config(config, extra: tuple[str, ...] | list[str] = ()):
     """(CurateConfig, its argv): the experiment's curate recipe + its overrides + ``extra`` (later flags win)."""
     from trl import TrlParser
@@ -130,7 +135,7 @@ def keep_pass_rate_labels(config, curated: Path) -> Path | None:
     from saerl_hf.stages import is_done
 
     labels = Path(curated) / "stages" / LABELS_STAGE
-    dest = Path(config.results_dir or config.output_dir) / "pass_rate_labels.jsonl"
+    dest = results_root(config) / "pass_rate_labels.jsonl"
     if dest.is_file() or not is_done(labels):
         return dest if dest.is_file() else None
     from datasets import load_from_disk
@@ -186,7 +191,7 @@ def build_oracle_pool(config, curated: Path, out: Path) -> Path:
     if len(todo):
         logger.info("oracle: labelling %d prompts (k=%d, %d tokens), %d reused", len(todo), pr_config.k,
                     pr_config.max_new_tokens, len(known))
-        kept = KeptOracle(Path(config.results_dir or config.output_dir) / ORACLE_KEPT, settings)
+        kept = KeptOracle(results_root(config) / ORACLE_KEPT, settings)
         labelled = chunked_map(todo, out / "stages" / ORACLE_STAGE, kept.labeller(pr_config),
                                ORACLE_CHUNK_SIZE, ORACLE_STAGE, desc=f"oracle pass@{pr_config.k} (chunks)")
         measured.update(zip(labelled["id"], labelled["pass_rate"]))
@@ -296,7 +301,7 @@ def oracle_cost(config, curated: Path) -> dict | None:
     from saerl_hf.stages import is_done, stage_info
 
     curate_config = parse_curate_config(config)[0]
-    kept = Path(config.results_dir or config.output_dir) / ORACLE_KEPT
+    kept = results_root(config) / ORACLE_KEPT
     chunks = json.loads(kept.read_text())["chunks"].values() if kept.is_file() else []
     timed = [(len(chunk["ids"]), chunk["seconds"]) for chunk in chunks]
     labels = Path(curated) / "stages" / LABELS_STAGE
