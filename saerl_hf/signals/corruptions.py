@@ -14,6 +14,8 @@ from __future__ import annotations
 import random
 import re
 
+from saerl_hf.docstring_text import REAL_TEXT_PACKAGES, docstring_paragraphs, package_source_files
+
 KINDS = ("truncate", "shuffle", "remove_numbers", "off_domain", "answer_mismatch")
 PROBLEM_ONLY_KINDS = ("truncate", "shuffle", "remove_numbers", "off_domain")
 
@@ -96,44 +98,18 @@ def off_domain_prompts(part: str = "all") -> tuple[str, ...]:
     return OFF_DOMAIN_PROMPTS[0 if part == "train" else 1 :: 2]
 
 
-REAL_TEXT_PACKAGES = ("numpy", "scipy", "sklearn", "datasets")
-
-
 def real_text_negatives(n: int, seed: int = 0, packages: tuple[str, ...] = REAL_TEXT_PACKAGES,
                         min_words: int = 8, max_words: int = 60) -> list[str]:
     """``n`` off-domain texts nobody here wrote: first paragraphs (``min_words``-``max_words`` words, doctests and
     reST directives left out) of docstrings in the installed sources of ``packages``, read with ``ast`` (never
     imported). Deterministic for ``(n, seed)`` and the installed versions: the files are visited in a seeded
     order until there are 4x ``n`` distinct paragraphs, and ``n`` are drawn from them, sorted, with the seed.
-    These are held-out negatives: the quality probe's training negatives never come from them."""
-    import ast
-    import importlib.util
-    import inspect
-    from pathlib import Path
-
-    files = []
-    for package in packages:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ValueError(f"Package '{package}' is not installed (or has no source dir). Fix: install it or pass "
-                             f"packages= without it.")
-        root = Path(list(spec.submodule_search_locations)[0])
-        files += [f for f in sorted(root.rglob("*.py")) if "tests" not in f.relative_to(root).parts]
+    These are held-out negatives: the quality probe's training negatives never come from them, nor does the
+    SAE's general training text (:mod:`saerl_hf.docstring_text`)."""
+    files = package_source_files(packages)
     rng = random.Random(seed)
     rng.shuffle(files)
-    found: set[str] = set()
-    for path in files:
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                text = _first_paragraph(ast.get_docstring(node), inspect.cleandoc)
-                if text and min_words <= len(text.split()) <= max_words:
-                    found.add(text)
-        if len(found) >= 4 * n:
-            break
+    found = docstring_paragraphs(files, 4 * n, min_words, max_words)
     if len(found) < n:
         raise ValueError(f"Only {len(found)} docstring paragraphs of {min_words}-{max_words} words in {packages}; "
                          f"asked for {n}. Fix: ask for fewer or add packages.")
@@ -148,13 +124,6 @@ def real_text_dataset(n: int, seed: int = 0, text_column: str = "problem", **kwa
     texts = real_text_negatives(n, seed, **kwargs)
     return Dataset.from_dict({text_column: texts, "answer": [None] * n, "is_clean": [0] * n,
                               "corruption": ["real_text"] * n, "origin": [-1] * n})
-
-
-def _first_paragraph(docstring: str | None, cleandoc) -> str:
-    if not docstring:
-        return ""
-    text = " ".join(cleandoc(docstring).split("\n\n")[0].split())
-    return "" if ">>>" in text or text.startswith("..") else text
 
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+(?=[A-Z$\\(])")
