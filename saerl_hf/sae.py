@@ -8,9 +8,9 @@ the ``sae_card.md`` template (:mod:`saerl_hf.cards`) and a ``sae_training.json``
 ``load_sae`` takes a local dir, a Hub repo id (``snapshot_download``) or a sae-lens registry entry
 (``release:sae_id``); the reader model need not be the policy model, only its hidden size must match.
 
-Split along its seams: :mod:`saerl_hf.sae_train` (config, training loop, save, card),
-:mod:`saerl_hf.sae_data` (training texts and the activation stream), :mod:`saerl_hf.sae_load` (load and width
-checks); every public name stays importable from here.
+Split along its seams: :mod:`saerl_hf.sae_train` (config, save, card), :mod:`saerl_hf.sae_fit` (training loop
+and resumable checkpoints), :mod:`saerl_hf.sae_data` (training texts and the activation stream),
+:mod:`saerl_hf.sae_load` (load and width checks); every public name stays importable from here.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def _parse_sources(sources: str) -> list[tuple[str, str | None]]:
 
 
 def training_texts(config: TrainSAEConfig, tokenizer) -> list[str]:
-    """Problems (+ solutions) of the configured math sets, as the SAE should see them; shuffled by seed."""
+    """Problems (+ solutions) of the configured math sets, as the SAE should see them, shuffled by seed; with
+    ``general_text_fraction`` > 0 that fraction of the texts is general prose (:func:`general_texts`) instead."""
     from saerl_hf.data import load_math_dataset
     from saerl_hf.prompts import render_prompt
 
@@ -48,12 +49,60 @@ def training_texts(config: TrainSAEConfig, tokenizer) -> list[str]:
             else:
                 text = problem + "\n"
             texts.append(text + solution)
-    random.Random(config.seed).shuffle(texts)
-    if config.max_texts is not None:
-        texts = texts[: config.max_texts]
+    rng = random.Random(config.seed)
+    rng.shuffle(texts)
+    n_math, n_general = mix_sizes(len(texts), config.general_text_fraction, config.max_texts)
+    texts = texts[:n_math]
+    if n_general:
+        prose = general_texts(n_general, _parse_packages(config.general_text_packages), config.seed)
+        texts += [render_prompt(tokenizer, t) if config.text_format == "chat" else t + "\n" for t in prose]
+        rng.shuffle(texts)
     if not texts:
         raise ValueError(f"No training text found in sources '{config.sources}'.")
     return texts
+
+
+def mix_sizes(n_available: int, fraction: float, max_texts: int | None) -> tuple[int, int]:
+    """``(math texts, general texts)`` so that general text is ``fraction`` of the total (rounded), the total is
+    at most ``max_texts`` and every math text available is used when ``max_texts`` allows."""
+    total = int(n_available / (1.0 - fraction)) if fraction else n_available
+    if max_texts is not None:
+        total = min(total, max_texts)
+    n_general = round(fraction * total)
+    return min(total - n_general, n_available), n_general
+
+
+def _parse_packages(packages: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in packages.split(",") if p.strip())
+
+
+def general_texts(n: int, packages: tuple[str, ...], seed: int = 0) -> list[str]:
+    """``n`` paragraphs of general English prose for the SAE: first paragraphs of docstrings of ``packages``
+    (:mod:`saerl_hf.docstring_text`), files visited in a seeded order until ``n`` are found, drawn with the seed.
+
+    The quality probe's held-out packages (``REAL_TEXT_PACKAGES``) are refused and paragraphs they also contain
+    are left out, so the SAE never sees the text its held-out negatives come from."""
+    from saerl_hf.docstring_text import (
+        REAL_TEXT_PACKAGES,
+        docstring_paragraphs,
+        held_out_paragraphs,
+        package_source_files,
+    )
+
+    refused = sorted({p.split(".")[0] for p in packages} & set(REAL_TEXT_PACKAGES))
+    if refused:
+        raise ValueError(f"general_text_packages includes {refused}, the quality probe's held-out real-text "
+                         f"packages ({', '.join(REAL_TEXT_PACKAGES)}). Fix: pass other packages.")
+    if not packages:
+        raise ValueError("general_text_packages is empty. Fix: give e.g. 'email,logging,torch'.")
+    files = package_source_files(packages)
+    rng = random.Random(seed)
+    rng.shuffle(files)
+    found = docstring_paragraphs(files, n, exclude=held_out_paragraphs())
+    if len(found) < n:
+        raise ValueError(f"Only {len(found)} docstring paragraphs in {packages}; {n} needed for the general text. "
+                         f"Fix: add packages to --general_text_packages or lower --general_text_fraction.")
+    return rng.sample(sorted(found), n)
 
 
 def _encode_texts(tokenizer, texts: list[str], context_size: int, chat: bool) -> list[list[int]]:
@@ -64,29 +113,70 @@ def _encode_texts(tokenizer, texts: list[str], context_size: int, chat: bool) ->
 
 def stream_activations(model, tokenizer, texts: list[str], layer: int, context_size: int = 256,
                        model_batch_size: int = 16, chat: bool = True, device: str = "cpu",
-                       cycle: bool = True) -> Iterator[torch.Tensor]:
-    """Yield (n_tokens, d_model) activation blocks, one per model batch, forever if ``cycle``.
+                       cycle: bool = True, start: int = 0) -> ActivationStream:
+    """(n_tokens, d_model) activation blocks, one per model batch, forever if ``cycle``; see
+    :class:`ActivationStream` (``start`` resumes at a ``position`` it reported)."""
+    return ActivationStream(model, tokenizer, texts, layer, context_size, model_batch_size, chat, device, cycle,
+                            start)
+
+
+class ActivationStream:
+    """Iterator of activation blocks that knows its place: ``position`` counts the texts handed out so far
+    (across cycles), and a stream built with ``start=position`` goes on from there without a model forward for
+    the texts before it.
 
     Position 0 is left out: its residual norm is ~100x the others (attention sink) and would dominate the
-    SAE's reconstruction loss. Texts are length-sorted in chunks so little compute goes to padding.
+    SAE's reconstruction loss. Texts are length-sorted in chunks so little compute goes to padding; a resumed
+    stream re-tokenizes its first chunk to find its place in it.
     """
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    while True:
-        for start in range(0, len(texts), model_batch_size * 16):
-            chunk = _encode_texts(tokenizer, texts[start : start + model_batch_size * 16], context_size, chat)
-            chunk.sort(key=len)
-            for b in range(0, len(chunk), model_batch_size):
-                seqs = chunk[b : b + model_batch_size]
-                ids, mask = right_pad(seqs, pad_id, device)
-                acts = residual_stream(model, ids, mask, layer)
-                keep = mask.bool().clone()
-                keep[:, 0] = False
-                block = acts[keep].float()
-                if not torch.isfinite(block).all():
-                    raise ActivationError(f"NaN/inf activations at layer {layer} in a training batch.")
-                yield block
-        if not cycle:
-            return
+
+    def __init__(self, model, tokenizer, texts: list[str], layer: int, context_size: int = 256,
+                 model_batch_size: int = 16, chat: bool = True, device: str = "cpu", cycle: bool = True,
+                 start: int = 0):
+        if not texts:
+            raise ValueError("No texts to stream.")
+        self.model, self.tokenizer, self.texts, self.layer = model, tokenizer, texts, layer
+        self.context_size, self.model_batch_size, self.chat, self.device = context_size, model_batch_size, chat, device
+        self.cycle, self.position = cycle, start
+        self._blocks = self._generate(start)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        return next(self._blocks)
+
+    def _generate(self, start: int) -> Iterator[torch.Tensor]:
+        n, chunk_size, batch = len(self.texts), self.model_batch_size * 16, self.model_batch_size
+        epoch, offset = divmod(start, n)
+        first_chunk = offset // chunk_size * chunk_size
+        skip = offset - first_chunk  # sequences of the (sorted) first chunk already handed out
+        while True:
+            for chunk_start in range(first_chunk, n, chunk_size):
+                base = epoch * n + chunk_start
+                chunk_texts = self.texts[chunk_start : chunk_start + chunk_size]
+                chunk = _encode_texts(self.tokenizer, chunk_texts, self.context_size, self.chat)
+                chunk.sort(key=len)
+                for b in range(skip, len(chunk), batch):
+                    seqs = chunk[b : b + batch]
+                    self.position = base + b + len(seqs)
+                    yield self._activations(seqs)
+                skip = 0
+                self.position = base + len(chunk_texts)  # texts too short to keep count as consumed
+            if not self.cycle:
+                return
+            epoch, first_chunk = epoch + 1, 0
+
+    def _activations(self, seqs: list[list[int]]) -> torch.Tensor:
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids, mask = right_pad(seqs, pad_id, self.device)
+        acts = residual_stream(self.model, ids, mask, self.layer)
+        keep = mask.bool().clone()
+        keep[:, 0] = False
+        block = acts[keep].float()
+        if not torch.isfinite(block).all():
+            raise ActivationError(f"NaN/inf activations at layer {self.layer} in a training batch.")
+        return block
 
 
 class MixingBuffer:

@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,12 +20,16 @@ import torch
 from saerl_hf.activations import hook_name
 from saerl_hf.models import file_sha256, model_identity
 from saerl_hf.sae_data import MixingBuffer, stream_activations, training_texts
+from saerl_hf.sae_fit import TrainingCheckpoint, fit
 from saerl_hf.sae_load import SAE_WEIGHTS, TRAINING_FILE, default_sae_dir
 
 logger = logging.getLogger(__name__)
 
 ARCHITECTURES = ("topk", "standard", "jumprelu")
 DEFAULT_SOURCES = "gsm8k:train,math:train,mawps,svamp,asdiv"
+#: Docstring prose for the general text: the standard library's prose-heavy packages and declared dependencies
+#: (torch brings sympy and networkx, datasets brings pandas); none of them a held-out real-text package.
+GENERAL_TEXT_PACKAGES = "email,logging,http,torch,transformers,sympy,networkx,pandas"
 #: Held-out metrics outside these bounds get a warning at the end of train-sae (the SAE is saved all the same).
 MIN_EXPLAINED_VARIANCE = 0.7
 MAX_DEAD_FRACTION = 0.25
@@ -55,6 +58,17 @@ class TrainSAEConfig:
         metadata={"help": "Comma-separated `name[:split]` of math sets (or files/Hub ids) whose problems and "
                           "solutions are the training text."},
     )
+    general_text_fraction: float = field(
+        default=0.0,
+        metadata={"help": "Fraction of the training texts that is general English prose instead of math: first "
+                          "docstring paragraphs of --general_text_packages (read offline, never imported), "
+                          "rendered like the problems (chat: as the policy's prompt), without a solution."},
+    )
+    general_text_packages: str = field(
+        default=GENERAL_TEXT_PACKAGES,
+        metadata={"help": "Comma-separated installed packages whose docstrings are the general text; never the "
+                          "quality probe's held-out ones (numpy, scipy, sklearn, datasets)."},
+    )
     text_format: str = field(
         default="chat",
         metadata={"help": "`chat`: problem rendered as the policy sees it, followed by the solution; `plain`: raw "
@@ -67,7 +81,16 @@ class TrainSAEConfig:
     lr: float = field(default=5e-4, metadata={"help": "Adam learning rate."})
     lr_warm_up_steps: int = field(default=50, metadata={"help": "Linear warm-up steps."})
     lr_decay_fraction: float = field(default=0.2, metadata={"help": "Final fraction of steps with linear decay."})
-    dead_feature_window: int = field(default=200, metadata={"help": "Steps without firing before a latent is dead."})
+    dead_feature_window: int = field(
+        default=200,
+        metadata={"help": "Steps without firing after which a latent counts as dead: TopK's auxiliary loss then "
+                          "trains it to reconstruct what the live latents miss."},
+    )
+    aux_loss_coefficient: float = field(
+        default=1.0,
+        metadata={"help": "TopK only: weight of sae-lens' auxiliary (aux-k) loss that revives dead latents by "
+                          "training the top dead ones on the live latents' residual; 0 turns it off."},
+    )
     normalize_activations: str = field(
         default="expected_average_only_in",
         metadata={"help": "sae-lens input normalisation (folded into the weights at the end)."},
@@ -76,7 +99,15 @@ class TrainSAEConfig:
     output_dir: str | None = field(
         default=None, metadata={"help": "Where to save; default: `<cache>/saes/<model>-L<layer>-<arch>-w<d_sae>[-k<k>]`."}
     )
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing SAE at output_dir."})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Replace an existing SAE at output_dir and start over instead of resuming a checkpoint."},
+    )
+    checkpoint_every: int = field(
+        default=200,
+        metadata={"help": "Steps between checkpoints in `<output_dir>.ckpt/` (latest kept, removed at the end); a "
+                          "killed run started again with the same settings resumes from it. 0: no checkpoints."},
+    )
     max_texts: int | None = field(default=None, metadata={"help": "Use at most this many texts (debugging)."})
     seed: int = field(default=0, metadata={"help": "Seed for text order, buffer shuffling and init."})
     device: str = field(default="cpu", metadata={"help": "Device for model and SAE (cpu, cuda, cuda:1)."})
@@ -90,30 +121,18 @@ class TrainSAEConfig:
             raise ValueError(f"text_format must be 'chat' or 'plain', got '{self.text_format}'.")
         if self.architecture == "topk" and not 0 < self.k <= self.d_sae:
             raise ValueError(f"k must be in 1..d_sae ({self.d_sae}), got {self.k}.")
+        if not 0.0 <= self.general_text_fraction < 1.0:
+            raise ValueError(f"general_text_fraction must be in [0, 1), got {self.general_text_fraction}.")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (0 = off), got {self.checkpoint_every}.")
+        if (self.architecture == "topk" and self.aux_loss_coefficient
+                and self.normalize_activations in ("constant_norm_rescale", "layer_norm")):
+            # sae-lens raises mid-training (at the first dead latent): say it before any compute.
+            raise ValueError(f"TopK's auxiliary loss does not support normalize_activations="
+                             f"'{self.normalize_activations}'. Fix: --aux_loss_coefficient 0 or "
+                             f"--normalize_activations expected_average_only_in.")
 
 
-
-
-def _training_sae(config: TrainSAEConfig, d_in: int, device: str):
-    from sae_lens import (
-        JumpReLUTrainingSAE,
-        JumpReLUTrainingSAEConfig,
-        StandardTrainingSAE,
-        StandardTrainingSAEConfig,
-        TopKTrainingSAE,
-        TopKTrainingSAEConfig,
-    )
-
-    common = dict(d_in=d_in, d_sae=config.d_sae, device=device, normalize_activations=config.normalize_activations)
-    if config.architecture == "topk":
-        return TopKTrainingSAE(TopKTrainingSAEConfig(k=config.k, **common))
-    if config.architecture == "standard":
-        return StandardTrainingSAE(StandardTrainingSAEConfig(l1_coefficient=config.l1_coefficient, **common))
-    return JumpReLUTrainingSAE(
-        JumpReLUTrainingSAEConfig(
-            l0_coefficient=config.l0_coefficient, jumprelu_init_threshold=config.jumprelu_init_threshold, **common
-        )
-    )
 
 
 @torch.no_grad()
@@ -148,65 +167,6 @@ class TrainResult:
     sae: object = None
 
 
-def _trainer_config(config: TrainSAEConfig):
-    """sae-lens' ``SAETrainerConfig`` for this run: token budget, LR schedule, dead-latent window."""
-    from sae_lens.config import SAETrainerConfig
-
-    total_steps = max(1, config.training_tokens // config.train_batch_size)
-    return SAETrainerConfig(
-        total_training_samples=total_steps * config.train_batch_size,
-        train_batch_size_samples=config.train_batch_size,
-        lr=config.lr,
-        lr_end=config.lr / 10,
-        lr_warm_up_steps=min(config.lr_warm_up_steps, total_steps // 10),
-        lr_decay_steps=int(total_steps * config.lr_decay_fraction),
-        device=config.device,
-        dead_feature_window=config.dead_feature_window,
-        feature_sampling_window=max(config.dead_feature_window, 100),
-        n_batches_for_norm_estimate=8,
-    )
-
-
-def _fit(config: TrainSAEConfig, provider: MixingBuffer, d_in: int):
-    """Run sae-lens' ``SAETrainer`` over the buffer's batches; return the trainer with the final SAE."""
-    from sae_lens import SAETrainer
-    from tqdm.auto import tqdm
-
-    trainer_cfg = _trainer_config(config)
-    total_steps = trainer_cfg.total_training_samples // config.train_batch_size
-    sae = _training_sae(config, d_in, config.device)
-    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider)
-
-    # The loop of SAETrainer.fit(), through its public seams, so progress can show EV/L0 as it trains.
-    if config.normalize_activations == "expected_average_only_in":
-        trainer.activation_scaler.estimate_scaling_factor(
-            d_in=d_in, data_provider=provider, n_batches_for_norm_estimate=trainer_cfg.n_batches_for_norm_estimate)
-    pbar = tqdm(total=trainer_cfg.total_training_samples, desc="train-sae", unit="tok", file=sys.stderr,
-                mininterval=5.0)
-    ev_running = None
-    while trainer.n_training_samples < trainer_cfg.total_training_samples:
-        trainer.maybe_reset_sparsity()
-        out = trainer.step(next(provider))
-        trainer.n_training_steps += 1
-        with torch.no_grad():
-            err = ((out.sae_in - out.sae_out) ** 2).sum()
-            var = ((out.sae_in - out.sae_in.mean(0)) ** 2).sum()
-            ev = float(1 - err / var.clamp_min(1e-12))
-            ev_running = ev if ev_running is None else 0.95 * ev_running + 0.05 * ev
-            l0 = float((out.feature_acts != 0).float().sum(-1).mean())
-        pbar.update(config.train_batch_size)
-        pbar.set_postfix(ev=f"{ev_running:.3f}", l0=f"{l0:.1f}", loss=f"{float(out.loss.detach()):.4g}", refresh=False)
-        if trainer.n_training_steps % 50 == 0:
-            logger.info("step %d/%d tokens %d ev %.4f l0 %.1f dead(window) %d", trainer.n_training_steps, total_steps,
-                        trainer.n_training_samples, ev_running, l0, int(trainer.dead_neurons.sum()))
-    pbar.close()
-    if trainer.activation_scaler.scaling_factor is not None:
-        trainer.sae.fold_activation_norm_scaling_factor(trainer.activation_scaler.scaling_factor)
-        trainer.activation_scaler.scaling_factor = None
-    trainer.set_final_sae_metadata()
-    return trainer
-
-
 def train_sae(config: TrainSAEConfig) -> TrainResult:
     """Train an SAE as configured and save it (sae-lens format + card + metrics)."""
     from saerl_hf.models import default_layer, load_model, load_tokenizer
@@ -229,18 +189,22 @@ def train_sae(config: TrainSAEConfig) -> TrainResult:
     logger.info("train-sae: %d training texts, %d held out; layer %d (%s), d_in %d", len(train_texts),
                 len(eval_texts), layer, hook_name(model, layer), d_in)
 
-    blocks = stream_activations(model, tokenizer, train_texts, layer, config.context_size, config.model_batch_size,
-                                chat=chat, device=config.device)
-    provider = MixingBuffer(blocks, config.train_batch_size, config.buffer_tokens, seed=config.seed)
-    trainer = _fit(config, provider, d_in)
+    checkpoint = TrainingCheckpoint(out_dir, config)
+    resume = checkpoint.find(overwrite=config.overwrite)
+    stream = stream_activations(model, tokenizer, train_texts, layer, config.context_size, config.model_batch_size,
+                                chat=chat, device=config.device, start=resume.texts_consumed if resume else 0)
+    provider = MixingBuffer(stream, config.train_batch_size, config.buffer_tokens, seed=config.seed)
+    trainer = fit(config, provider, stream, d_in, checkpoint, resume)
 
     eval_acts = torch.cat(list(stream_activations(model, tokenizer, eval_texts, layer, config.context_size,
                                                   config.model_batch_size, chat=chat, device=config.device,
                                                   cycle=False)))[: config.eval_tokens]
     metrics = evaluate_sae(trainer.sae, eval_acts)
     metrics.update(train_tokens=int(trainer.n_training_samples), train_steps=int(trainer.n_training_steps),
-                   train_seconds=round(time.time() - started, 1))
+                   train_seconds=round(time.time() - started, 1),
+                   resumed_from_step=resume.n_training_steps if resume else None)
     _save(trainer.sae, out_dir, config, model, layer, metrics, overwrite=config.overwrite)
+    checkpoint.remove()
     logger.info("train-sae: saved %s; EV %.4f, L0 %.1f, dead %.3f, %.0f s", out_dir, metrics["explained_variance"],
                 metrics["l0"], metrics["dead_fraction"], metrics["train_seconds"])
     for message in metric_warnings(metrics):
@@ -319,6 +283,10 @@ def render_sae_card(info: dict):
         k=cfg["k"] if cfg["architecture"] == "topk" else None,
         sources=cfg["sources"],
         text_format=cfg["text_format"],
+        general_text_fraction=cfg.get("general_text_fraction") or 0.0,
+        general_text_packages=cfg.get("general_text_packages"),
+        aux_loss_coefficient=cfg.get("aux_loss_coefficient") if cfg["architecture"] == "topk" else None,
+        dead_feature_window=cfg.get("dead_feature_window"),
         train_tokens=metrics["train_tokens"],
         explained_variance=f"{metrics['explained_variance']:.4f}",
         l0=f"{metrics['l0']:.1f}",

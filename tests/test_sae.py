@@ -54,6 +54,8 @@ def test_train_writes_sae_lens_format_card_and_metrics(trained, tiny_model_dir):
     assert info["sae_hash"] == file_sha256(out / "sae_weights.safetensors")
     card = (out / "README.md").read_text()
     assert "model.layers.2" in card and "library_name: saelens" in card and "k = 8" in card
+    assert "| dead-latent window | 200 steps; TopK auxiliary (aux-k) loss coefficient 1.0 |" in card
+    assert info["config"]["aux_loss_coefficient"] == 1.0 and info["config"]["general_text_fraction"] == 0.0
     assert f"{metrics['explained_variance']:.4f}" in card
 
 
