@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-sae": ("saerl_hf.sae:cli_main", "train a sparse autoencoder (sae-lens) on a model's residual stream"),
     "featurize": ("saerl_hf.features:cli_main", "add sae_idx / sae_val / sae_l0 columns to a dataset"),
     "report-signals": ("saerl_hf.signals.report:cli_main", "measure difficulty / quality / cluster signals -> docs/signals.md"),
+    "sae-sweep": ("saerl_hf.sae_sweep:cli_main", "train SAEs over a d_sae x k grid, score each by difficulty Spearman"),
     "curate": ("saerl_hf.curate:cli_main", "load -> featurize -> signals -> order, from a YAML recipe; resumable"),
     "push": ("saerl_hf.hub:cli_main", "push a curated dataset dir to a Hub dataset revision with its card"),
     "warmstart": ("saerl_hf.warmstart:cli_main", "SFT warm start (LoRA, merged) that every GRPO arm starts from"),

@@ -27,6 +27,7 @@ from saerl_hf.signals.report_sections import (
     cluster_section,
     cost_section,
     difficulty_section,
+    math_samples,
     quality_section,
     top_k_ablation,
 )
@@ -122,16 +123,12 @@ def _page(results: dict, config: ReportSignalsConfig) -> str:
 
 def _measure(config: ReportSignalsConfig, cache: Path) -> dict:
     """Featurize the MATH samples, run every section and draw the figures: the measured part of results."""
-    from saerl_hf.data import load_math_dataset
     from saerl_hf.models import load_tokenizer
     from saerl_hf.sparse import feature_provenance
 
     featurize = Featurizer(config, cache)
     tokenizer = load_tokenizer(config.model)
-    math_train = load_math_dataset("math", split="train")
-    math_train = math_train.filter(lambda r: r["level"] is not None and r["subject"] is not None)
-    train_raw = math_train.shuffle(seed=config.seed).select(range(config.n_train)).flatten_indices()
-    test_raw = load_math_dataset("math500").select(range(config.n_test))
+    train_raw, test_raw = math_samples(config.n_train, config.n_test, config.seed)
     train, test = featurize(train_raw, "math_train"), featurize(test_raw, "math500_test")
     provenance = feature_provenance(train)
 

@@ -48,6 +48,17 @@ def auroc(score, y) -> float:
     return float(roc_auc_score(y, score))
 
 
+def math_samples(n_train: int, n_test: int, seed: int):
+    """The report's rows: a seeded sample of MATH train problems with a level and a subject (to fit on) and the
+    first MATH-500 problems (to score on); ``sae-sweep`` scores every SAE on these same rows."""
+    from saerl_hf.data import load_math_dataset
+
+    math_train = load_math_dataset("math", split="train")
+    math_train = math_train.filter(lambda r: r["level"] is not None and r["subject"] is not None)
+    train_raw = math_train.shuffle(seed=seed).select(range(n_train)).flatten_indices()
+    return train_raw, load_math_dataset("math500").select(range(n_test))
+
+
 class Featurizer:
     """Featurize with the report's settings, recording seconds and rows actually computed per set."""
 
