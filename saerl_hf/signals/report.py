@@ -114,11 +114,14 @@ def run_report(config: ReportSignalsConfig) -> dict:
 
 
 def _page(results: dict, config: ReportSignalsConfig) -> str:
-    """The page: the measured sections, then the feature-set sections when they were measured."""
+    """The page: the measured sections, the feature-set sections when they were measured, then the SAE sweep's
+    section when its results (``results/sae_sweep.json`` beside the page) exist."""
     from saerl_hf.signals.report_generalisation import render_generalisation
+    from saerl_hf.signals.report_sweep import sweep_section_for
 
     page = render_markdown(results, config)
-    return page + render_generalisation(results["generalisation"]) if results.get("generalisation") else page
+    page += render_generalisation(results["generalisation"]) if results.get("generalisation") else ""
+    return page + sweep_section_for(config.output)
 
 
 def _measure(config: ReportSignalsConfig, cache: Path) -> dict:
