@@ -3,7 +3,7 @@
 Issue 15 asks for a stronger default SAE whose width and k come from a small sweep. Each point (d_sae x k, times
 optional override sets, plus named extra points) is trained by :func:`saerl_hf.sae_train.train_sae` into
 ``<output_dir>/saes/<name>``; an SAE already there with the same settings is reused, so a killed sweep goes on
-with the next unfinished point. Its held-out EV / L0 / dead share come from its ``sae_training.json``; the same MATH
+with the next unfinished point (and that point from train-sae's own checkpoint, ``<name>.ckpt/``). Its held-out EV / L0 / dead share come from its ``sae_training.json``; the same MATH
 rows as ``report-signals`` are featurized with it and scored the same way (ElasticNet difficulty probe, Spearman
 with MATH-500 level, bootstrap CI), beside the dense baseline on those rows once. ``docs/results/sae_sweep.json``
 is rewritten after every point; :mod:`saerl_hf.signals.report_sweep` renders it (a section of docs/signals.md).
@@ -32,7 +32,7 @@ __all__ = ["SAESweepConfig", "SweepPoint", "cli_main", "run_sweep", "sweep_point
 logger = logging.getLogger(__name__)
 
 #: TrainSAEConfig fields that do not change what an SAE is: a saved SAE differing only there is reused.
-VOLATILE_FIELDS = ("output_dir", "overwrite", "device")
+VOLATILE_FIELDS = ("output_dir", "overwrite", "device", "checkpoint_every")
 #: Settings that the grid itself names (anything else a point sets is listed as its "other settings").
 GRID_FIELDS = ("d_sae", "k", "training_tokens")
 
@@ -66,7 +66,7 @@ class SAESweepConfig:
                                                                 "or auto (bfloat16 where native)."})
     dense_baseline: bool = field(default=True, metadata={"help": "Also score the dense mean residual on the same "
                                                                  "rows (once, for reference)."})
-    bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples for the 95% intervals."})
+    bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples (the 95 percent intervals)."})
     seed: int = field(default=0, metadata={"help": "Seed of the MATH train sample, the probe's CV and the "
                                                    "bootstrap (the SAE training seed is train_options' seed=)."})
     output_dir: str = field(default="outputs/sae-sweep", metadata={"help": "SAEs go to <output_dir>/saes/<name>, "

@@ -155,3 +155,14 @@ def test_a_bad_point_is_one_error_line_before_anything_loads(tmp_path, capsys):
                 str(tmp_path)]) == 2
     assert "error: sae-sweep: override_sets entry 'lr' is not 'key=value" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_help_lists_every_option(capsys):
+    from dataclasses import fields
+
+    from saerl_hf.cli import main as cli
+
+    with pytest.raises(SystemExit) as stopped:
+        cli(["sae-sweep", "--help"])
+    text = capsys.readouterr().out
+    assert stopped.value.code == 0 and all(f"--{option.name}" in text for option in fields(SAESweepConfig))
