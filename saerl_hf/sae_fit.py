@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from saerl_hf.errors import SaerlError
+
 if TYPE_CHECKING:
     from saerl_hf.sae_data import ActivationStream, MixingBuffer
     from saerl_hf.sae_train import TrainSAEConfig
@@ -82,6 +84,10 @@ def result_settings(config: TrainSAEConfig) -> dict:
     return {k: v for k, v in asdict(config).items() if k not in NOT_RESULT_FIELDS}
 
 
+class CheckpointError(SaerlError, ValueError):
+    """A train-sae checkpoint that cannot be resumed as asked (the CLI shows it as one line naming the fix)."""
+
+
 @dataclass
 class ResumePoint:
     """Where a checkpoint left off: its sae-lens dir, the text-stream position, the counters."""
@@ -113,12 +119,12 @@ class TrainingCheckpoint:
         changed = {k: (info["config"].get(k), v) for k, v in self.settings.items() if info["config"].get(k) != v}
         if changed:
             diff = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items()))
-            raise ValueError(f"A train-sae checkpoint at {self.root} was written with other settings ({diff}). "
+            raise CheckpointError(f"A train-sae checkpoint at {self.root} was written with other settings ({diff}). "
                              f"Fix: pass --overwrite true to start over, or delete {self.root}, or rerun with the "
                              f"checkpoint's settings to resume it.")
         path = self.root / info["checkpoint"]
         if not path.is_dir():
-            raise ValueError(f"{info_path} points at {path}, which is missing. Fix: pass --overwrite true to start "
+            raise CheckpointError(f"{info_path} points at {path}, which is missing. Fix: pass --overwrite true to start "
                              f"over, or delete {self.root}.")
         return ResumePoint(path, int(info["texts_consumed"]), int(info["n_training_steps"]),
                            int(info["n_training_samples"]))

@@ -9,8 +9,9 @@ import random
 import pytest
 import torch
 
+from saerl_hf.errors import format_error, is_known
 from saerl_hf.sae_data import ActivationStream, MixingBuffer, general_texts, mix_sizes, training_texts
-from saerl_hf.sae_fit import RESUME_FILE, TrainingCheckpoint, result_settings, training_sae
+from saerl_hf.sae_fit import RESUME_FILE, CheckpointError, TrainingCheckpoint, result_settings, training_sae
 from saerl_hf.sae_train import TrainSAEConfig, train_sae
 
 # 40 steps of 128 tokens, a checkpoint every 10; chunks of 4 * 16 texts, so a resume lands inside a chunk.
@@ -109,11 +110,13 @@ def test_a_checkpoint_with_other_settings_is_refused_with_the_fix(tiny_model_dir
                                                 "n_training_steps": 10, "n_training_samples": 1280,
                                                 "config": result_settings(written)}))
     other = TrainSAEConfig(model=tiny_model_dir, output_dir=str(out), **{**RESUMABLE, "k": 4})
-    with pytest.raises(ValueError, match=r"other settings \(k: 8 -> 4\).*--overwrite true.*delete"):
+    with pytest.raises(CheckpointError, match=r"other settings \(k: 8 -> 4\).*--overwrite true.*delete") as refused:
         train_sae(other)
+    # A known error: the CLI prints it as one "error: ..." line, not a traceback.
+    assert is_known(refused.value) and format_error(refused.value).count("\n") == 0
     # Options that do not change the result (device, checkpoint interval, ...) still resume.
     same = TrainSAEConfig(model=tiny_model_dir, output_dir=str(out), **{**RESUMABLE, "checkpoint_every": 5})
-    with pytest.raises(ValueError, match="step-00000010, which is missing"):
+    with pytest.raises(CheckpointError, match="step-00000010, which is missing"):
         TrainingCheckpoint(out, same).find(overwrite=False)
     (root / "step-00000010").mkdir()
     point = TrainingCheckpoint(out, same).find(overwrite=False)
