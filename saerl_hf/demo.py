@@ -37,6 +37,9 @@ class DemoConfig:
     sae_tokens: int = field(default=200_000, metadata={"help": "Token budget of the demo SAE (if one is trained)."})
     d_sae: int = field(default=2048, metadata={"help": "Width (latents, sae-lens' d_sae) of the demo SAE."})
     sae_k: int = field(default=32, metadata={"help": "k of the demo TopK SAE."})
+    sae_buffer_tokens: int = field(default=32768, metadata={
+        "help": "Mixing buffer of the demo SAE (train-sae's default, 65,536, would be a third of its token budget, "
+                "read by the reader and never trained on)."})
     sae_max_texts: int | None = field(default=None, metadata={"help": "Cap on SAE training texts (tests)."})
     warmstart: str | None = field(default=None, metadata={
         "help": "Warm-started policy dir to reuse; default: the testbed's (outputs/warmstart/smollm2-135m-gsm8k/"
@@ -84,7 +87,7 @@ def ensure_sae(config: DemoConfig) -> tuple[str, dict]:
     start = time.perf_counter()
     sae_config = TrainSAEConfig(model=config.model, d_sae=config.d_sae, k=config.sae_k,
                                 training_tokens=config.sae_tokens, output_dir=str(out), max_texts=config.sae_max_texts,
-                                seed=config.seed)
+                                buffer_tokens=config.sae_buffer_tokens, seed=config.seed)
     if config.sae_max_texts is not None:  # tiny runs (tests): smaller buffers so the budget is reachable
         sae_config.buffer_tokens, sae_config.train_batch_size, sae_config.eval_tokens = 2048, 128, 1024
         sae_config.context_size = 128
