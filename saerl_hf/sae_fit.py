@@ -120,12 +120,12 @@ class TrainingCheckpoint:
         if changed:
             diff = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(changed.items()))
             raise CheckpointError(f"A train-sae checkpoint at {self.root} was written with other settings ({diff}). "
-                             f"Fix: pass --overwrite true to start over, or delete {self.root}, or rerun with the "
-                             f"checkpoint's settings to resume it.")
+                                  f"Fix: pass --overwrite true to start over, or delete {self.root}, or rerun with the "
+                                  f"checkpoint's settings to resume it.")
         path = self.root / info["checkpoint"]
         if not path.is_dir():
-            raise CheckpointError(f"{info_path} points at {path}, which is missing. Fix: pass --overwrite true to start "
-                             f"over, or delete {self.root}.")
+            raise CheckpointError(f"{info_path} points at {path}, which is missing. Fix: pass --overwrite true to "
+                                  f"start over, or delete {self.root}.")
         return ResumePoint(path, int(info["texts_consumed"]), int(info["n_training_steps"]),
                            int(info["n_training_samples"]))
 

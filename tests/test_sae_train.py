@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from saerl_hf.errors import format_error, is_known
+from saerl_hf.errors import is_known
 from saerl_hf.sae_data import ActivationStream, MixingBuffer, general_texts, mix_sizes, training_texts
 from saerl_hf.sae_fit import RESUME_FILE, CheckpointError, TrainingCheckpoint, result_settings, training_sae
 from saerl_hf.sae_train import TrainSAEConfig, train_sae
@@ -112,8 +112,7 @@ def test_a_checkpoint_with_other_settings_is_refused_with_the_fix(tiny_model_dir
     other = TrainSAEConfig(model=tiny_model_dir, output_dir=str(out), **{**RESUMABLE, "k": 4})
     with pytest.raises(CheckpointError, match=r"other settings \(k: 8 -> 4\).*--overwrite true.*delete") as refused:
         train_sae(other)
-    # A known error: the CLI prints it as one "error: ..." line, not a traceback.
-    assert is_known(refused.value) and format_error(refused.value).count("\n") == 0
+    assert is_known(refused.value)  # the CLI prints a known error as one "error: ..." line, not a traceback
     # Options that do not change the result (device, checkpoint interval, ...) still resume.
     same = TrainSAEConfig(model=tiny_model_dir, output_dir=str(out), **{**RESUMABLE, "checkpoint_every": 5})
     with pytest.raises(CheckpointError, match="step-00000010, which is missing"):
