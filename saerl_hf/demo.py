@@ -34,7 +34,7 @@ class DemoConfig:
     sae: str | None = field(default=None, metadata={
         "help": "SAE to reuse; default: the full SAE `saerl-hf train-sae` writes, else a small demo SAE trained "
                 "now."})
-    sae_tokens: int = field(default=200_000, metadata={"help": "Token budget of the demo SAE (if one is trained)."})
+    sae_tokens: int = field(default=150_000, metadata={"help": "Token budget of the demo SAE (if one is trained)."})
     d_sae: int = field(default=2048, metadata={"help": "Width (latents, sae-lens' d_sae) of the demo SAE."})
     sae_k: int = field(default=32, metadata={"help": "k of the demo TopK SAE."})
     sae_buffer_tokens: int = field(default=32768, metadata={
@@ -44,7 +44,7 @@ class DemoConfig:
     warmstart: str | None = field(default=None, metadata={
         "help": "Warm-started policy dir to reuse; default: the testbed's (outputs/warmstart/smollm2-135m-gsm8k/"
                 "model) when it exists and model is smollm2-135m, else a small one trained now."})
-    warmstart_examples: int = field(default=80, metadata={
+    warmstart_examples: int = field(default=64, metadata={
         "help": "GSM8K train solutions of the small warm start (8 per SFT step; the testbed's uses 800)."})
     sources: list[str] = field(default_factory=lambda: [
         "mawps_singleop@150", "mawps_addsub@130", "mawps_singleeq@130"], metadata={
@@ -61,7 +61,7 @@ class DemoConfig:
     arms: list[str] = field(default_factory=lambda: ["vanilla", "saerl"], metadata={"help": "Arms to train."})
     seed: int = field(default=0, metadata={"help": "Seed of everything."})
     max_completion_length: int = field(default=64, metadata={"help": "GRPO and pass-rate completion budget."})
-    heldout_limit: int = field(default=48, metadata={"help": "Held-out items scored at start and end."})
+    heldout_limit: int = field(default=32, metadata={"help": "Held-out items scored at start and end."})
     grpo_config: str = field(default=str(REPO_ROOT / "recipes/smollm2-135m/grpo/config_saerl_lora.yaml"),
                              metadata={"help": "GRPO recipe the arms share (testbed v3: LoRA, correctness only)."})
     featurize_batch_size: int = field(default=16, metadata={"help": "Prompts per reader forward."})
