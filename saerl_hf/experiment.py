@@ -211,6 +211,7 @@ def step0_accuracy(config: ExperimentConfig, heldout: Path, grpo_values: dict) -
     record = {"step": 0, "accuracy": bench["accuracy"], "n": bench["n_items"],
               "seconds": round(time.perf_counter() - start, 1),
               "correct_ids": sorted(i["id"] for i in items if i.get("verdicts") and i["verdicts"][0]),
+              "scored_ids": sorted(i["id"] for i in items),
               "mean_new_tokens": float(np.mean([n for i in items for n in i.get("new_tokens", [])] or [np.nan]))}
     path.write_text(json.dumps(record))
     return record

@@ -52,10 +52,12 @@ def collect(output_dir: Path) -> dict[str, dict[int, dict]]:
     step0 = json.loads(step0_path.read_text()) if step0_path.is_file() else None
     ids_path = Path(output_dir) / "heldout_ids.json"
     if step0 is not None and "correct_ids" in step0 and ids_path.is_file():
-        # step 0 was scored before the held-out set lost its pool-overlapping problems: score it on the same items
+        # Score step 0 on the items the runs score: the held-out set less its pool-overlapping problems (an old
+        # step 0 was scored before they left) and, with heldout_limit, only its first items (``scored_ids``).
         ids = set(json.loads(ids_path.read_text())["ids"])
+        n = len(ids & set(step0["scored_ids"])) if "scored_ids" in step0 else min(len(ids), int(step0["n"]))
         correct = sorted(set(step0["correct_ids"]) & ids)
-        step0 = {**step0, "correct_ids": correct, "n": len(ids), "accuracy": len(correct) / max(1, len(ids))}
+        step0 = {**step0, "correct_ids": correct, "n": n, "accuracy": len(correct) / max(1, n)}
     for run_dir in finished_runs(output_dir):
         arm, seed = run_dir.parent.name, int(run_dir.name.removeprefix("seed"))
         run = load_run(run_dir)

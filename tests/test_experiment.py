@@ -244,6 +244,11 @@ def test_one_heldout_set_for_every_arm_and_step0_on_the_same_items(tmp_path):
     _write_run(tmp_path / "res", "vanilla", 0, [(10, 2 / 3)])
     run = collect(tmp_path / "res")["vanilla"][0]
     assert run["curve"][0] == (0, 1 / 3) and run["solved"][0] == {"b1"}
+    # With heldout_limit, step 0 (like every run) scores only the first items: its accuracy is over those.
+    (tmp_path / "res" / "step0.json").write_text(json.dumps({"step": 0, "accuracy": 0.5, "n": 2,
+                                                             "correct_ids": ["b1"], "scored_ids": ["a1", "b1"]}))
+    run = collect(tmp_path / "res")["vanilla"][0]
+    assert run["curve"][0] == (0, 1 / 2) and run["solved"][0] == {"b1"}
 
 
 def test_isotonic_fit_and_steps_to_target_between_eval_points():
