@@ -186,12 +186,38 @@ def check_proxy(config, curated: Path) -> dict | None:
               "spearman_difficulty_vs_pass_rate": rho["rho"], "p_value": rho["p"], "ci95": rho["ci95"],
               "by_source": {src: sum(1 for *_, s in pairs if s == src) for src in sorted({s for *_, s in pairs})}}
     if labels is not None and "pass_rate" in labels.column_names:
-        record["label_retest"] = _spearman_ci(*zip(*[(measured[i], p) for i, p in zip(labels["id"], labels["pass_rate"])
-                                                     if i in measured]))
+        retest = [(measured[i], p) for i, p in zip(labels["id"], labels["pass_rate"]) if i in measured]
+        record["label_retest"] = _spearman_ci([m for m, _ in retest], [p for _, p in retest])
         if "sae_idx" in labels.column_names and len(labels) >= 100:  # 5 folds of >= min_labels rows to fit on
             record["out_of_fold"] = _out_of_fold(labels, seed=0)
+    oracle = _vs_oracle(results_root(config) / "oracle_pass_rates.json", pool, labelled, labels)
+    if oracle:
+        record["vs_oracle"] = oracle
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def _vs_oracle(path: Path, pool, labelled: set, labels) -> dict | None:
+    """The proxy against the oracle arm's measured pass rates (k=8, the labels' settings) on every clean pool prompt
+    outside the labelled subset: the largest test of the proxy there is. Beside it the per-source mean of the
+    labels, the prior a proxy has to beat; injected prompts are left out (the quality filter removes them)."""
+    if not path.is_file():
+        return None
+    truth = {i: p for chunk in json.loads(path.read_text())["chunks"].values()
+             for i, p in zip(chunk["ids"], chunk["pass_rate"])}
+    rows = [(r["difficulty"], truth[r["id"]], r["source"]) for r in pool
+            if r["id"] in truth and r["id"] not in labelled and r["source"] != "noise"]
+    if len(rows) < 3:
+        return None
+    rho = _spearman_ci([d for d, _, _ in rows], [p for _, p, _ in rows])
+    record = {"n": len(rows), "spearman_difficulty_vs_pass_rate": rho["rho"], "p_value": rho["p"],
+              "ci95": rho["ci95"], "zero_share": float(np.mean([p == 0 for _, p, _ in rows]))}
+    if labels is not None and {"pass_rate", "source"} <= set(labels.column_names):  # minus its source's mean label
+        means = {s: np.mean([p for p, src in zip(labels["pass_rate"], labels["source"]) if src == s])
+                 for s in set(labels["source"])}
+        prior = _spearman_ci([-means.get(s, 0.0) for *_, s in rows], [p for _, p, _ in rows])
+        record["source_mean"] = {"spearman_difficulty_vs_pass_rate": prior["rho"], "ci95": prior["ci95"]}
     return record
 
 

@@ -219,6 +219,41 @@ def test_proxy_check_uses_only_problems_outside_the_labelled_subset(tmp_path):
     assert check_proxy(config, tmp_path / "gone") == record  # no curated dir (a new machine): the kept record
 
 
+def test_proxy_check_against_the_oracle_labels_of_the_whole_pool(tmp_path):
+    """With the oracle arm's labels kept in the results dir, the proxy is also scored on every clean pool prompt
+    outside its labelled subset, beside the per-source mean of its labels (the prior it has to beat)."""
+    from datasets import Dataset
+
+    from saerl_hf.experiment_stats import check_proxy
+
+    curated = tmp_path / "curated"
+    ids = [f"q{i}" for i in range(10)] + ["noise/0"]
+    sources = ["a"] * 5 + ["b"] * 5 + ["noise"]
+    Dataset.from_dict({"id": ids, "source": sources, "difficulty": [float(i) for i in range(11)]}) \
+        .save_to_disk(str(curated / "stages" / "07_signals"))
+    Dataset.from_dict({"id": ["q0", "q5"], "source": ["a", "b"], "pass_rate": [0.5, 0.25]}) \
+        .save_to_disk(str(curated / "stages" / "labels_pass_rate"))
+    # the truth falls with the proxy's difficulty on the clean unlabelled rows; the labelled rows and the injected
+    # prompt are set against it and must not count
+    truth = {q: (1 - i / 10 if q not in ("q0", "q5") else float(i % 2)) for i, q in enumerate(ids)}
+    truth["noise/0"] = 1.0
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "oracle_pass_rates.json").write_text(json.dumps({"settings": {}, "chunks": {
+        "0": {"ids": ids[:6], "pass_rate": [truth[q] for q in ids[:6]]},
+        "6": {"ids": ids[6:], "pass_rate": [truth[q] for q in ids[6:]]}}}))
+    (tmp_path / "cal.json").write_text(json.dumps({"settings": []}))
+    grpo = tmp_path / "grpo.yaml"
+    grpo.write_text(yaml.safe_dump({"model_name_or_path": "policy"}))
+    config = ExperimentConfig(output_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "results"),
+                              grpo_config=str(grpo), calibration_json=str(tmp_path / "cal.json"),
+                              report_path=str(tmp_path / "docs" / "r.md"))
+    oracle = check_proxy(config, curated)["vs_oracle"]
+    assert oracle["n"] == 8 and oracle["spearman_difficulty_vs_pass_rate"] == -1.0
+    assert oracle["zero_share"] == 0.0
+    # source a's labels pass more often than b's: the prior ranks every b row harder, which agrees with the truth
+    assert oracle["source_mean"]["spearman_difficulty_vs_pass_rate"] < -0.5
+
+
 def test_one_heldout_set_for_every_arm_and_step0_on_the_same_items(tmp_path):
     """Held-out problems whose text is also in the pool are left out once, for every arm (not per run against its
     own train rows), and a step-0 score made before that is restricted to the same items."""
