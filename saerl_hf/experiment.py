@@ -193,6 +193,7 @@ def step0_accuracy(config: ExperimentConfig, heldout: Path, grpo_values: dict) -
     from datasets import load_from_disk
 
     from saerl_hf.evaluation import evaluate_model
+    from saerl_hf.grpo_data import heldout_subset
     from saerl_hf.models import load_model, load_tokenizer
 
     path = results_root(config) / "step0.json"
@@ -201,7 +202,7 @@ def step0_accuracy(config: ExperimentConfig, heldout: Path, grpo_values: dict) -
     path.parent.mkdir(parents=True, exist_ok=True)
     model_name = grpo_values["model_name_or_path"]
     rows = [dict(r) for r in load_from_disk(str(heldout))]
-    rows = rows[: int(grpo_values.get("heldout_limit", len(rows)))]
+    rows = heldout_subset(rows, grpo_values.get("heldout_limit"))  # the items every run scores
     start = time.perf_counter()
     result = evaluate_model(load_model(model_name), load_tokenizer(model_name), ["heldout"],
                             datasets={"heldout": rows}, max_new_tokens=int(grpo_values.get("heldout_max_new_tokens", 64)),
@@ -349,6 +350,7 @@ def run_experiment(config: ExperimentConfig) -> dict:
             logger.info("[%d/%d] %s seed %d", i, len(runs), arm, seed)
             launch_run(config, arm, seed, pool_of(arm, seed))
     probe_runs(config)
+    check_proxy(config, curated)  # again: the oracle arm's labels exist only now
     from saerl_hf.experiment_report import write_report
 
     return write_report(config)

@@ -53,7 +53,7 @@ def collect(output_dir: Path) -> dict[str, dict[int, dict]]:
     ids_path = Path(output_dir) / "heldout_ids.json"
     if step0 is not None and "correct_ids" in step0 and ids_path.is_file():
         # Score step 0 on the items the runs score: the held-out set less its pool-overlapping problems (an old
-        # step 0 was scored before they left) and, with heldout_limit, only its first items (``scored_ids``).
+        # step 0 was scored before they left) and, with heldout_limit, only its shared subset (``scored_ids``).
         ids = set(json.loads(ids_path.read_text())["ids"])
         n = len(ids & set(step0["scored_ids"])) if "scored_ids" in step0 else min(len(ids), int(step0["n"]))
         correct = sorted(set(step0["correct_ids"]) & ids)
@@ -162,8 +162,9 @@ def compare_arms(agg: dict[str, dict], runs: dict[str, dict[int, dict]], target:
 def check_proxy(config, curated: Path) -> dict | None:
     """Does the difficulty proxy predict what this policy can solve? Spearman of the pool's proxy with measured
     pass rates (calibration_json) on pool problems outside its labelled subset, with a bootstrap CI; beside it the
-    ceiling the labels allow (test-retest of two k-sample measurements of the same problems) and the proxy's
-    out-of-fold Spearman on its own labels against a per-source baseline."""
+    ceiling the labels allow (test-retest of two k-sample measurements of the same problems), the proxy's
+    out-of-fold Spearman on its own labels against a per-source baseline and, once the oracle arm has labelled
+    pool prompts, the proxy against those (``vs_oracle``)."""
     from datasets import load_from_disk
 
     from saerl_hf.experiment import base_grpo_values, results_root
@@ -199,24 +200,27 @@ def check_proxy(config, curated: Path) -> dict | None:
 
 
 def _vs_oracle(path: Path, pool, labelled: set, labels) -> dict | None:
-    """The proxy against the oracle arm's measured pass rates (k=8, the labels' settings) on every clean pool prompt
-    outside the labelled subset: the largest test of the proxy there is. Beside it the per-source mean of the
-    labels, the prior a proxy has to beat; injected prompts are left out (the quality filter removes them)."""
+    """The proxy against the oracle arm's measured pass rates on every clean pool prompt outside the labelled subset
+    that has one so far: the largest test of the proxy there is. Beside it the per-source mean of the labels, the
+    prior a proxy has to beat; injected prompts are left out (the quality filter removes them)."""
     if not path.is_file():
         return None
-    truth = {i: p for chunk in json.loads(path.read_text())["chunks"].values()
-             for i, p in zip(chunk["ids"], chunk["pass_rate"])}
+    kept = json.loads(path.read_text())
+    truth = {i: p for chunk in kept.get("chunks", {}).values() for i, p in zip(chunk["ids"], chunk["pass_rate"])}
     rows = [(r["difficulty"], truth[r["id"]], r["source"]) for r in pool
             if r["id"] in truth and r["id"] not in labelled and r["source"] != "noise"]
     if len(rows) < 3:
         return None
     rho = _spearman_ci([d for d, _, _ in rows], [p for _, p, _ in rows])
-    record = {"n": len(rows), "spearman_difficulty_vs_pass_rate": rho["rho"], "p_value": rho["p"],
-              "ci95": rho["ci95"], "zero_share": float(np.mean([p == 0 for _, p, _ in rows]))}
-    if labels is not None and {"pass_rate", "source"} <= set(labels.column_names):  # minus its source's mean label
-        means = {s: np.mean([p for p, src in zip(labels["pass_rate"], labels["source"]) if src == s])
-                 for s in set(labels["source"])}
-        prior = _spearman_ci([-means.get(s, 0.0) for *_, s in rows], [p for _, p, _ in rows])
+    record = {"n": len(rows), "n_pool_clean_unlabelled": sum(1 for r in pool if r["id"] not in labelled
+                                                              and r["source"] != "noise"),
+              "k": kept.get("settings", {}).get("pass_rate", {}).get("k"),
+              "spearman_difficulty_vs_pass_rate": rho["rho"], "p_value": rho["p"], "ci95": rho["ci95"],
+              "zero_share": float(np.mean([p == 0 for _, p, _ in rows]))}
+    if labels is not None and {"pass_rate", "source"} <= set(labels.column_names):
+        rates, sources = np.asarray(labels["pass_rate"], float), np.asarray(labels["source"])
+        means = {s: rates[sources == s].mean() for s in set(sources)}  # as a difficulty: minus the source's mean
+        prior = _spearman_ci([-means.get(s, rates.mean()) for *_, s in rows], [p for _, p, _ in rows])
         record["source_mean"] = {"spearman_difficulty_vs_pass_rate": prior["rho"], "ci95": prior["ci95"]}
     return record
 

@@ -206,7 +206,7 @@ def main(script_args: GRPOScriptArguments, training_args: GRPOConfig, model_args
     tokenizer = load_tokenizer(model_path, trust_remote_code=_trust_remote_code(model_args))
     ds = prepare_prompts(ds, tokenizer)
     ds, sampler, sampler_kwargs = _sampler_setup(script_args, training_args, ds)
-    eval_cb = _heldout_callback(script_args, ds, training_args.seed)
+    eval_cb = _heldout_callback(script_args, ds)
     callbacks = list(callbacks or []) + ([eval_cb] if eval_cb is not None else [])
     # Trainer would push the whole output dir itself (training_args.bin, a pickle, included) on every save;
     # push_output uploads once at the end with an allow-list of safe files instead.
@@ -254,9 +254,9 @@ def _load_train_rows(script_args):
     return ds, quality_counts
 
 
-def _heldout_callback(script_args, train_ds, seed: int) -> HeldOutEvalCallback | None:
+def _heldout_callback(script_args, train_ds) -> HeldOutEvalCallback | None:
     """The held-out callback, or None when no held-out set is configured (or none is left after dedup)."""
-    heldout = load_heldout(script_args, train_ds, seed=seed)
+    heldout = load_heldout(script_args, train_ds)
     if not heldout:
         return None
     return HeldOutEvalCallback(heldout, Path(script_args.heldout_dataset_name).name, script_args.heldout_every_steps,

@@ -101,8 +101,20 @@ def prepare_prompts(ds, tokenizer=None):
     )
 
 
-def load_heldout(script_args, train_ds, seed: int = 0) -> list[dict]:
-    """The held-out rows (a seeded subset of ``heldout_limit``), minus any problem also in the train set."""
+def heldout_subset(rows: list, limit: int | None) -> list:
+    """``limit`` rows of a held-out set, the same ones for every run and seed (so step 0, the arms and the seeds
+    score the same items and can be paired); a seeded random subset, since held-out sets are often stored source
+    by source and the first N would be biased."""
+    if limit is None or len(rows) <= int(limit):
+        return rows
+    import numpy as np
+
+    keep = np.random.default_rng(0).choice(len(rows), int(limit), replace=False)
+    return [rows[i] for i in sorted(keep.tolist())]
+
+
+def load_heldout(script_args, train_ds) -> list[dict]:
+    """The held-out rows (:func:`heldout_subset` of ``heldout_limit``), minus any problem also in the train set."""
     if not script_args.heldout_dataset_name:
         return []
     ds = load_train_dataset(script_args.heldout_dataset_name, split=script_args.heldout_split)
@@ -111,12 +123,7 @@ def load_heldout(script_args, train_ds, seed: int = 0) -> list[dict]:
     overlap = len(ds) - len(rows)
     if overlap:
         logger.info("held-out set: dropped %d problems that also appear in the train set", overlap)
-    if len(rows) > script_args.heldout_limit:
-        # a seeded random subset: held-out sets are often stored source by source, so the first N are biased
-        import numpy as np
-
-        keep = np.random.default_rng(seed).choice(len(rows), script_args.heldout_limit, replace=False)
-        rows = [rows[i] for i in sorted(keep.tolist())]
+    rows = heldout_subset(rows, script_args.heldout_limit)
     for i, r in enumerate(rows):
         r.setdefault("id", f"{script_args.heldout_dataset_name}/{i}")
         r.setdefault("source", script_args.heldout_dataset_name)

@@ -187,73 +187,6 @@ def test_finished_runs_are_kept_in_the_results_dir_and_not_rerun(tmp_path):
     assert (Path(config.results_dir) / "results.json").is_file()
 
 
-def test_proxy_check_uses_only_problems_outside_the_labelled_subset(tmp_path):
-    """The difficulty proxy is scored against measured pass rates on pool problems it was not fitted on."""
-    from datasets import Dataset
-
-    from saerl_hf.experiment_stats import check_proxy
-
-    curated = tmp_path / "curated"
-    ids = [f"q{i}" for i in range(12)]
-    Dataset.from_dict({"id": ids, "source": ["a"] * 6 + ["b"] * 6, "difficulty": [float(i) for i in range(12)]}) \
-        .save_to_disk(str(curated / "stages" / "07_signals"))
-    Dataset.from_dict({"id": ids[:4], "pass_rate": [0.0, 0.25, 0.5, 0.75]}) \
-        .save_to_disk(str(curated / "stages" / "labels_pass_rate"))
-    # measured pass rates fall as the proxy's difficulty rises, except on the labelled rows (which must not count)
-    problems = [{"id": q, "pass_rate": (0.9 + i / 40 if i < 4 else 1 - i / 12)} for i, q in enumerate(ids)]
-    (tmp_path / "cal.json").write_text(json.dumps({"settings": [
-        {"model": "policy", "problems": problems}, {"model": "other", "problems": [{"id": "q5", "pass_rate": 9}]}]}))
-    grpo = tmp_path / "grpo.yaml"
-    grpo.write_text(yaml.safe_dump({"model_name_or_path": "policy"}))
-    config = ExperimentConfig(output_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "results"),
-                              grpo_config=str(grpo), calibration_json=str(tmp_path / "cal.json"),
-                              report_path=str(tmp_path / "docs" / "r.md"))
-    record = check_proxy(config, curated)
-    assert record["n"] == 8 and record["n_labelled"] == 4 and record["by_source"] == {"a": 2, "b": 6}
-    assert record["spearman_difficulty_vs_pass_rate"] == -1.0
-    assert record["ci95"] == pytest.approx([-1.0, -1.0])  # every resample of a perfect ranking is perfect
-    # the labels' own pass rates against a second measurement of the same problems: the ceiling a proxy can reach
-    assert record["label_retest"]["n"] == 4 and record["label_retest"]["rho"] == 1.0
-    assert "out_of_fold" not in record  # 4 labels without features: too few to fit a proxy on folds
-    assert json.loads((tmp_path / "results" / "proxy_check.json").read_text()) == record
-    assert check_proxy(config, tmp_path / "gone") == record  # no curated dir (a new machine): the kept record
-
-
-def test_proxy_check_against_the_oracle_labels_of_the_whole_pool(tmp_path):
-    """With the oracle arm's labels kept in the results dir, the proxy is also scored on every clean pool prompt
-    outside its labelled subset, beside the per-source mean of its labels (the prior it has to beat)."""
-    from datasets import Dataset
-
-    from saerl_hf.experiment_stats import check_proxy
-
-    curated = tmp_path / "curated"
-    ids = [f"q{i}" for i in range(10)] + ["noise/0"]
-    sources = ["a"] * 5 + ["b"] * 5 + ["noise"]
-    Dataset.from_dict({"id": ids, "source": sources, "difficulty": [float(i) for i in range(11)]}) \
-        .save_to_disk(str(curated / "stages" / "07_signals"))
-    Dataset.from_dict({"id": ["q0", "q5"], "source": ["a", "b"], "pass_rate": [0.5, 0.25]}) \
-        .save_to_disk(str(curated / "stages" / "labels_pass_rate"))
-    # the truth falls with the proxy's difficulty on the clean unlabelled rows; the labelled rows and the injected
-    # prompt are set against it and must not count
-    truth = {q: (1 - i / 10 if q not in ("q0", "q5") else float(i % 2)) for i, q in enumerate(ids)}
-    truth["noise/0"] = 1.0
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "oracle_pass_rates.json").write_text(json.dumps({"settings": {}, "chunks": {
-        "0": {"ids": ids[:6], "pass_rate": [truth[q] for q in ids[:6]]},
-        "6": {"ids": ids[6:], "pass_rate": [truth[q] for q in ids[6:]]}}}))
-    (tmp_path / "cal.json").write_text(json.dumps({"settings": []}))
-    grpo = tmp_path / "grpo.yaml"
-    grpo.write_text(yaml.safe_dump({"model_name_or_path": "policy"}))
-    config = ExperimentConfig(output_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "results"),
-                              grpo_config=str(grpo), calibration_json=str(tmp_path / "cal.json"),
-                              report_path=str(tmp_path / "docs" / "r.md"))
-    oracle = check_proxy(config, curated)["vs_oracle"]
-    assert oracle["n"] == 8 and oracle["spearman_difficulty_vs_pass_rate"] == -1.0
-    assert oracle["zero_share"] == 0.0
-    # source a's labels pass more often than b's: the prior ranks every b row harder, which agrees with the truth
-    assert oracle["source_mean"]["spearman_difficulty_vs_pass_rate"] < -0.5
-
-
 def test_one_heldout_set_for_every_arm_and_step0_on_the_same_items(tmp_path):
     """Held-out problems whose text is also in the pool are left out once, for every arm (not per run against its
     own train rows), and a step-0 score made before that is restricted to the same items."""
@@ -279,11 +212,23 @@ def test_one_heldout_set_for_every_arm_and_step0_on_the_same_items(tmp_path):
     _write_run(tmp_path / "res", "vanilla", 0, [(10, 2 / 3)])
     run = collect(tmp_path / "res")["vanilla"][0]
     assert run["curve"][0] == (0, 1 / 3) and run["solved"][0] == {"b1"}
-    # With heldout_limit, step 0 (like every run) scores only the first items: its accuracy is over those.
-    (tmp_path / "res" / "step0.json").write_text(json.dumps({"step": 0, "accuracy": 0.5, "n": 2,
-                                                             "correct_ids": ["b1"], "scored_ids": ["a1", "b1"]}))
+    # With heldout_limit, step 0 (like every run) scores a subset: its accuracy is over the kept items it scored.
+    (tmp_path / "res" / "step0.json").write_text(json.dumps({"step": 0, "accuracy": 0.5, "n": 3,
+                                                             "correct_ids": ["b1"], "scored_ids": ["a1", "a2", "b1"]}))
     run = collect(tmp_path / "res")["vanilla"][0]
     assert run["curve"][0] == (0, 1 / 2) and run["solved"][0] == {"b1"}
+
+
+def test_heldout_subset_is_shared_by_step0_every_arm_and_seed():
+    """heldout_limit picks one subset for step 0 and every run (whatever its seed), spread over the stored order."""
+    from saerl_hf.grpo_data import heldout_subset
+
+    rows = [{"id": f"{'ab'[i // 50]}{i}"} for i in range(100)]  # stored source by source, like build_heldout's
+    subset = heldout_subset(rows, 10)
+    assert len(subset) == 10 and subset == heldout_subset(list(rows), 10)
+    assert [r["id"] for r in subset] == sorted((r["id"] for r in subset), key=lambda i: int(i[1:]))
+    assert {r["id"][0] for r in subset} == {"a", "b"}, "not just the first rows"
+    assert heldout_subset(rows, 100) == rows and heldout_subset(rows, None) == rows
 
 
 def test_isotonic_fit_and_steps_to_target_between_eval_points():
