@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from saerl_hf.errors import SaerlError
 
 logger = logging.getLogger(__name__)
@@ -312,9 +314,12 @@ def oracle_cost(config, curated: Path) -> dict | None:
     if not n:
         return None
     pr = asdict(curate_config)
-    return {"seconds_per_1000": round(1000 * sum(s for _, s in timed) / n, 2), "n_prompts": n,
+    # The median batch: a batch that shared the cores with another job, or spanned a pause, counts once.
+    rate = float(np.median([seconds / rows for rows, seconds in timed if rows]))
+    return {"seconds_per_1000": round(1000 * rate, 2), "n_prompts": n,
             "what": f"generation: k={pr['pass_rate_samples']} samples of <= {pr['pass_rate_max_new_tokens']} tokens "
-                    f"per prompt, scored; timed while labelling {n} prompts"}
+                    f"per prompt, scored; the median of {len(timed)} timed batches ({n} prompts, "
+                    f"{sum(s for _, s in timed):,.0f} s of wall clock in all)"}
 
 
 def write_labelling_cost(path: Path, config, curated: Path, arms) -> dict:

@@ -132,6 +132,14 @@ def test_oracle_labels_every_prompt_resumes_and_reports_its_cost(experiment, cal
     # every chunk; not the labels stage, which joined the reused labels by id (a join is no labelling cost)
     assert set(cost) == {"oracle"} and cost["oracle"]["n_prompts"] == n_todo
     assert cost["oracle"]["seconds_per_1000"] > 0 and "k=2" in cost["oracle"]["what"]
+    kept_path = Path(experiment.results_dir) / "oracle_pass_rates.json"
+    measured = kept_path.read_text()
+    slowed = json.loads(measured)  # one chunk spanned a pause: its wall clock is 100x
+    max(slowed["chunks"].values(), key=lambda chunk: chunk["seconds"] / len(chunk["ids"]))["seconds"] *= 100
+    kept_path.write_text(json.dumps(slowed))
+    paused = write_labelling_cost(Path(experiment.results_dir) / "labelling_cost.json", experiment, curated, {"oracle"})
+    assert paused["oracle"]["seconds_per_1000"] == cost["oracle"]["seconds_per_1000"]  # the median batch
+    kept_path.write_text(measured)
 
     kept = json.loads((Path(experiment.results_dir) / "oracle_pass_rates.json").read_text())  # committed record
     assert sum(len(chunk["ids"]) for chunk in kept["chunks"].values()) == n_todo
