@@ -376,6 +376,8 @@ def cli_main(argv: list[str] | None = None) -> int:
         keep_finished_runs(config)
         if curate_output(config).is_dir():
             keep_pass_rate_labels(config, curate_output(config))
+            if (arms := {arm for arm, _ in config.run_list()}) & set(ARM_POOLS):  # the oracle's cost as its labels land
+                write_labelling_cost(results_root(config) / "labelling_cost.json", config, curate_output(config), arms)
         from saerl_hf.experiment_stats import check_proxy
 
         check_proxy(config, curate_output(config))
