@@ -14,6 +14,7 @@ import numpy as np
 
 from saerl_hf.experiment_curves import BASE, measure, paired_item_var
 from saerl_hf.grpo_card import finished_runs, summary_file
+from saerl_hf.pool import NOISE_SOURCE
 
 
 def load_run(path: Path) -> dict:
@@ -168,6 +169,7 @@ def check_proxy(config, curated: Path) -> dict | None:
     from datasets import load_from_disk
 
     from saerl_hf.experiment import base_grpo_values, results_root
+    from saerl_hf.experiment_arms import ORACLE_KEPT
 
     out = results_root(config) / "proxy_check.json"
     pool_dir, labels_dir = curated / "stages" / "07_signals", curated / "stages" / "labels_pass_rate"
@@ -191,7 +193,7 @@ def check_proxy(config, curated: Path) -> dict | None:
         record["label_retest"] = _spearman_ci([m for m, _ in retest], [p for _, p in retest])
         if "sae_idx" in labels.column_names and len(labels) >= 100:  # 5 folds of >= min_labels rows to fit on
             record["out_of_fold"] = _out_of_fold(labels, seed=0)
-    oracle = _vs_oracle(results_root(config) / "oracle_pass_rates.json", pool, labelled, labels)
+    oracle = _vs_oracle(results_root(config) / ORACLE_KEPT, pool, labelled, labels)
     if oracle:
         record["vs_oracle"] = oracle
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -208,12 +210,12 @@ def _vs_oracle(path: Path, pool, labelled: set, labels) -> dict | None:
     kept = json.loads(path.read_text())
     truth = {i: p for chunk in kept.get("chunks", {}).values() for i, p in zip(chunk["ids"], chunk["pass_rate"])}
     rows = [(r["difficulty"], truth[r["id"]], r["source"]) for r in pool
-            if r["id"] in truth and r["id"] not in labelled and r["source"] != "noise"]
+            if r["id"] in truth and r["id"] not in labelled and r["source"] != NOISE_SOURCE]
     if len(rows) < 3:
         return None
     rho = _spearman_ci([d for d, _, _ in rows], [p for _, p, _ in rows])
     record = {"n": len(rows), "n_pool_clean_unlabelled": sum(1 for r in pool if r["id"] not in labelled
-                                                              and r["source"] != "noise"),
+                                                              and r["source"] != NOISE_SOURCE),
               "k": kept.get("settings", {}).get("pass_rate", {}).get("k"),
               "spearman_difficulty_vs_pass_rate": rho["rho"], "p_value": rho["p"], "ci95": rho["ci95"],
               "zero_share": float(np.mean([p == 0 for _, p, _ in rows]))}

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+NOISE_SOURCE = "noise"  # the source of injected low-quality prompts (their ids: noise/<i>)
+
 
 def split_source(spec: str) -> tuple[str, str | None, int | None]:
     """``name[:split][@limit]`` -> (name, split, limit); e.g. ``gsm8k:train@500``."""
@@ -68,7 +70,7 @@ def inject_noise(pool, share: float, seed: int):
         "problem": noise["problem"],
         "answer": [str(a) if a is not None else "0" for a in noise["answer"]],
         "solution": [None] * len(noise),
-        "source": ["noise"] * len(noise),
+        "source": [NOISE_SOURCE] * len(noise),
         "subject": noise["corruption"],
         "level": [None] * len(noise),
     }

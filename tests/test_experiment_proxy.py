@@ -11,6 +11,16 @@ import yaml
 from saerl_hf.experiment import ExperimentConfig
 
 
+def _config(tmp_path, calibration: list[dict]) -> ExperimentConfig:
+    """An experiment whose GRPO recipe trains 'policy', with these calibration settings (measured pass rates)."""
+    (tmp_path / "cal.json").write_text(json.dumps({"settings": calibration}))
+    grpo = tmp_path / "grpo.yaml"
+    grpo.write_text(yaml.safe_dump({"model_name_or_path": "policy"}))
+    return ExperimentConfig(output_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "results"),
+                            grpo_config=str(grpo), calibration_json=str(tmp_path / "cal.json"),
+                            report_path=str(tmp_path / "docs" / "r.md"))
+
+
 def test_proxy_check_uses_only_problems_outside_the_labelled_subset(tmp_path):
     """The difficulty proxy is scored against measured pass rates on pool problems it was not fitted on."""
     from datasets import Dataset
@@ -25,13 +35,8 @@ def test_proxy_check_uses_only_problems_outside_the_labelled_subset(tmp_path):
         .save_to_disk(str(curated / "stages" / "labels_pass_rate"))
     # measured pass rates fall as the proxy's difficulty rises, except on the labelled rows (which must not count)
     problems = [{"id": q, "pass_rate": (0.9 + i / 40 if i < 4 else 1 - i / 12)} for i, q in enumerate(ids)]
-    (tmp_path / "cal.json").write_text(json.dumps({"settings": [
-        {"model": "policy", "problems": problems}, {"model": "other", "problems": [{"id": "q5", "pass_rate": 9}]}]}))
-    grpo = tmp_path / "grpo.yaml"
-    grpo.write_text(yaml.safe_dump({"model_name_or_path": "policy"}))
-    config = ExperimentConfig(output_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "results"),
-                              grpo_config=str(grpo), calibration_json=str(tmp_path / "cal.json"),
-                              report_path=str(tmp_path / "docs" / "r.md"))
+    config = _config(tmp_path, [{"model": "policy", "problems": problems},
+                                {"model": "other", "problems": [{"id": "q5", "pass_rate": 9}]}])
     record = check_proxy(config, curated)
     assert record["n"] == 8 and record["n_labelled"] == 4 and record["by_source"] == {"a": 2, "b": 6}
     assert record["spearman_difficulty_vs_pass_rate"] == -1.0
@@ -66,12 +71,7 @@ def test_proxy_check_against_the_oracle_labels_of_the_whole_pool(tmp_path):
     (tmp_path / "results" / "oracle_pass_rates.json").write_text(json.dumps({"settings": {}, "chunks": {
         "0": {"ids": ids[:6], "pass_rate": [truth[q] for q in ids[:6]]},
         "6": {"ids": ids[6:], "pass_rate": [truth[q] for q in ids[6:]]}}}))
-    (tmp_path / "cal.json").write_text(json.dumps({"settings": []}))
-    grpo = tmp_path / "grpo.yaml"
-    grpo.write_text(yaml.safe_dump({"model_name_or_path": "policy"}))
-    config = ExperimentConfig(output_dir=str(tmp_path / "out"), results_dir=str(tmp_path / "results"),
-                              grpo_config=str(grpo), calibration_json=str(tmp_path / "cal.json"),
-                              report_path=str(tmp_path / "docs" / "r.md"))
+    config = _config(tmp_path, [])
     record = check_proxy(config, curated)
     assert record["label_retest"]["rho"] is None  # no labelled problem in the calibration: nothing to retest
     oracle = record["vs_oracle"]
