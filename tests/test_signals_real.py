@@ -116,3 +116,15 @@ def test_clusters_and_dedup_on_real_text(reader, math_train):
     assert set(clustered["cluster"]) <= {0, 1, 2, 3}
     _, counts = deduplicate(clustered)
     assert counts["exact_duplicates"] == 3 and counts["n_kept"] == 60 - counts["near_duplicates"]
+
+
+def test_report_rows_out_of_range_name_the_field():
+    """Asking the report for more MATH rows than exist is refused with the count there is (no IndexError)."""
+    from saerl_hf.signals.report_sections import math_samples
+
+    train, test = math_samples(5, 3, seed=0)
+    assert len(train) == 5 and len(test) == 3 and all(level is not None for level in train["level"])
+    with pytest.raises(ValueError, match=r"n_train=100000, but there are \d+ MATH train problems.*--n_train"):
+        math_samples(100_000, 3, seed=0)
+    with pytest.raises(ValueError, match=r"n_test=501, but there are 500 MATH-500"):
+        math_samples(5, 501, seed=0)

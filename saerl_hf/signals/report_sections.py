@@ -55,8 +55,14 @@ def math_samples(n_train: int, n_test: int, seed: int):
 
     math_train = load_math_dataset("math", split="train")
     math_train = math_train.filter(lambda r: r["level"] is not None and r["subject"] is not None)
+    math500 = load_math_dataset("math500")
+    for name, n, available, what in (("n_train", n_train, math_train, "MATH train problems with a level and a subject"),
+                                     ("n_test", n_test, math500, "MATH-500 problems")):
+        if not 0 < n <= len(available):
+            raise ValueError(f"{name}={n}, but there are {len(available)} {what}. Fix: pass --{name} between 1 and "
+                             f"{len(available)}.")
     train_raw = math_train.shuffle(seed=seed).select(range(n_train)).flatten_indices()
-    return train_raw, load_math_dataset("math500").select(range(n_test))
+    return train_raw, math500.select(range(n_test))
 
 
 class Featurizer:
