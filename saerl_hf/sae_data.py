@@ -1,7 +1,8 @@
 """The SAE's training data: texts of the configured math sets, streamed through the reader as activations.
 
-Activations come from the model with an early exit at the SAE's layer (no activation files) and are shuffled
-across texts in an in-memory mixing buffer before sae-lens sees them.
+Activations come from the model with an early exit at the SAE's layer (or from an
+:class:`~saerl_hf.activation_cache.ActivationCache` that an earlier run with the same texts filled) and are
+shuffled across texts in an in-memory mixing buffer before sae-lens sees them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from saerl_hf.activations import ActivationError, residual_stream, right_pad
 
 if TYPE_CHECKING:
+    from saerl_hf.activation_cache import ActivationCache
     from saerl_hf.sae_train import TrainSAEConfig
 
 
@@ -113,11 +115,11 @@ def _encode_texts(tokenizer, texts: list[str], context_size: int, chat: bool) ->
 
 def stream_activations(model, tokenizer, texts: list[str], layer: int, context_size: int = 256,
                        model_batch_size: int = 16, chat: bool = True, device: str = "cpu",
-                       cycle: bool = True, start: int = 0) -> ActivationStream:
+                       cycle: bool = True, start: int = 0, cache: ActivationCache | None = None) -> ActivationStream:
     """(n_tokens, d_model) activation blocks, one per model batch, forever if ``cycle``; see
     :class:`ActivationStream` (``start`` resumes at a ``position`` it reported)."""
     return ActivationStream(model, tokenizer, texts, layer, context_size, model_batch_size, chat, device, cycle,
-                            start)
+                            start, cache)
 
 
 class ActivationStream:
@@ -132,12 +134,12 @@ class ActivationStream:
 
     def __init__(self, model, tokenizer, texts: list[str], layer: int, context_size: int = 256,
                  model_batch_size: int = 16, chat: bool = True, device: str = "cpu", cycle: bool = True,
-                 start: int = 0):
+                 start: int = 0, cache: ActivationCache | None = None):
         if not texts:
             raise ValueError("No texts to stream.")
         self.model, self.tokenizer, self.texts, self.layer = model, tokenizer, texts, layer
         self.context_size, self.model_batch_size, self.chat, self.device = context_size, model_batch_size, chat, device
-        self.cycle, self.position = cycle, start
+        self.cycle, self.position, self.cache = cycle, start, cache
         self._blocks = self._generate(start)
 
     def __iter__(self):
@@ -168,14 +170,20 @@ class ActivationStream:
             epoch, first_chunk = epoch + 1, 0
 
     def _activations(self, seqs: list[list[int]]) -> torch.Tensor:
+        cached = self.cache.get(seqs) if self.cache is not None else None
+        if cached is not None:
+            return cached
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids, mask = right_pad(seqs, pad_id, self.device)
         acts = residual_stream(self.model, ids, mask, self.layer)
         keep = mask.bool().clone()
         keep[:, 0] = False
-        block = acts[keep].float()
+        native = acts[keep]
+        block = native.float()
         if not torch.isfinite(block).all():
             raise ActivationError(f"NaN/inf activations at layer {self.layer} in a training batch.")
+        if self.cache is not None:
+            self.cache.put(seqs, native)
         return block
 
 

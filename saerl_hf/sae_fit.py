@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 RESUME_FILE = "resume.json"
 #: Options that do not change the trained SAE: a checkpoint written under other values of these still resumes.
-NOT_RESULT_FIELDS = ("output_dir", "overwrite", "device", "checkpoint_every", "trust_remote_code")
+NOT_RESULT_FIELDS = ("output_dir", "overwrite", "device", "checkpoint_every", "trust_remote_code",
+                     "activation_cache")
 
 
 def training_sae(config: TrainSAEConfig, d_in: int, device: str):

@@ -58,6 +58,10 @@ def test_sweep_trains_one_sae_per_point_and_writes_finite_metrics(first_sweep):
             assert math.isfinite(point[key]), (point["name"], key)
         difficulty = point["difficulty"]
         assert isinstance(difficulty["spearman"], float) and len(difficulty["ci95"]) == 2
+    # The second point reads the same texts: every activation block comes from the first point's cache.
+    first, wide = (p["activation_blocks_cached"] for p in saved["points"])
+    assert first == 0 and wide == saved["points"][1]["activation_blocks"] > 0
+    assert (tmp_path / "sweep" / "activations").is_dir()
     assert saved["dense"]["d_in"] == 64 and isinstance(saved["dense"]["spearman"], float)
     assert saved["command"].startswith("saerl-hf sae-sweep ") and "--extra_points wide:d_sae=128,k=8" in \
         saved["command"]
