@@ -148,8 +148,9 @@ def test_the_recipe_resolves_to_its_grid():
     (config,) = parse_config(TrlParser((SAESweepConfig,)), ["--config", str(recipe)])
     points = sweep_points(config)
     assert [p.name for p in points] == [f"w{d}-k{k}-2M" for d in (4096, 8192, 16384) for k in (32, 64)]
-    assert {(p.train_config.dtype, p.train_config.training_tokens, p.train_config.seed) for p in points} == \
-        {("bfloat16", 2_000_000, 0)}
+    assert {(p.train_config.dtype, p.train_config.training_tokens, p.train_config.seed,
+             p.train_config.general_text_fraction) for p in points} == {("bfloat16", 2_000_000, 0, 0.2)}
+    assert {p.train_config.activation_cache for p in points} == {"outputs/sae-sweep/activations"}
 
 
 def test_a_bad_point_is_one_error_line_before_anything_loads(tmp_path, capsys):
