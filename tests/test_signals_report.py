@@ -72,3 +72,41 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     out.write_text("")
     assert cli(args + ["--render_only", "true"]) == 0
     assert out.read_text() == text
+
+
+def test_the_committed_page_is_the_render_of_the_committed_results(tmp_path):
+    """docs/signals.md is what `--render_only` makes of docs/results/signals/results.json (the run's record), so
+    the page's numbers regenerate from the repository (plus the sweep section when its JSON is beside the page)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    if (root / "docs" / "results" / "sae_sweep.json").is_file():
+        shutil.copy(root / "docs" / "results" / "sae_sweep.json", tmp_path / "docs" / "results")
+    out = tmp_path / "docs" / "signals.md"
+    assert cli(["report-signals", "--render_only", "true", "--cache_dir", str(root / "docs" / "results" / "signals"),
+                "--output", str(out)]) == 0
+    assert out.read_text() == (root / "docs" / "signals.md").read_text()
+
+
+def test_verdict_lines_name_the_goals_and_whether_a_lead_is_established():
+    from saerl_hf.signals.report_generalisation import curve_verdict, quality_verdict
+
+    quality = [{"features": "sae", "leave_one_kind_out": {"mean": 0.96}, "real_text": 0.99},
+               {"features": "dense_mean", "leave_one_kind_out": {"mean": 0.80}, "real_text": 0.90}]
+    assert quality_verdict(quality) == ("Goals: leave-one-kind-out mean >= 0.95: met by sae; "
+                                        "real text >= 0.95: met by sae.")
+    quality[0]["leave_one_kind_out"]["mean"] = 0.70
+    assert "leave-one-kind-out mean >= 0.95: not met (best dense_mean, 0.800)" in quality_verdict(quality)
+
+    def row(features, n, rho, lo, hi):
+        return {"features": features, "n_labels": n, "spearman": rho, "ci95": [lo, hi]}
+
+    curve = [row("sae", 10, 0.5, 0.4, 0.6), row("dense_mean", 10, 0.3, 0.2, 0.4),
+             row("sae", 20, 0.6, 0.55, 0.65), row("dense_mean", 20, 0.7, 0.66, 0.74)]
+    text = curve_verdict(curve)
+    assert text.startswith("Highest at each label count: n = 10: sae, n = 20: dense_mean.")
+    assert "dense_mean 0.700, sae 0.600" in text and "clears sae's, so the lead is established" in text
+    curve[3]["ci95"] = [0.62, 0.78]
+    assert "overlaps sae's, so the lead is not established" in curve_verdict(curve)

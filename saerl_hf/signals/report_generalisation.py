@@ -122,7 +122,40 @@ def render_generalisation(section: dict) -> str:
         curve.setdefault(row["features"], {})[row["n_labels"]] = _fmt(row["spearman"]) + _ci(row.get("ci95"))
     kinds = sorted({k for row in section["quality"] for k in row["leave_one_kind_out"]["per_kind"]})
     return environment().get_template("signals_generalisation.md").render(
-        section=section, sizes=sizes, curve=curve, kinds=kinds, fmt=_fmt, ci=_ci)
+        section=section, sizes=sizes, curve=curve, kinds=kinds, fmt=_fmt, ci=_ci,
+        quality_verdict=quality_verdict(section["quality"]), curve_verdict=curve_verdict(section["learning_curve"]))
+
+
+def quality_verdict(rows: list[dict]) -> str:
+    """Issue 15's two quality goals (>= 0.95 held-out-kind mean, >= 0.95 on real text), per feature set."""
+    parts = []
+    for goal, value in (("leave-one-kind-out mean", lambda r: r["leave_one_kind_out"]["mean"]),
+                        ("real text", lambda r: r.get("real_text"))):
+        scored = [(r["features"], value(r)) for r in rows if value(r) is not None]
+        met = [f for f, v in scored if v >= 0.95]
+        best = max(scored, key=lambda fv: fv[1]) if scored else ("n/a", None)
+        parts.append(f"{goal} >= 0.95: met by {', '.join(met)}" if met else
+                     f"{goal} >= 0.95: not met (best {best[0]}, {_fmt(best[1])})")
+    return "Goals: " + "; ".join(parts) + "."
+
+
+def curve_verdict(rows: list[dict]) -> str:
+    """Which feature set leads at each label count, and whether at the largest count its interval clears the
+    runner-up's (two intervals that overlap leave the order unsettled on this test set)."""
+    by_size: dict[int, list[dict]] = {}
+    for row in rows:
+        by_size.setdefault(row["n_labels"], []).append(row)
+    leaders = {n: max(group, key=lambda r: r["spearman"])["features"] for n, group in by_size.items()}
+    largest = sorted(by_size[max(by_size)], key=lambda r: -r["spearman"])
+    lead, *rest = largest
+    listed = ", ".join(f"{r['features']} {_fmt(r['spearman'])}" for r in largest)
+    text = (f"Highest at each label count: {', '.join(f'n = {n}: {f}' for n, f in sorted(leaders.items()))}. "
+            f"At n = {max(by_size)}: {listed}")
+    if rest and lead.get("ci95") and rest[0].get("ci95"):
+        separated = lead["ci95"][0] > rest[0]["ci95"][1]
+        text += (f"; {lead['features']}'s interval {'clears' if separated else 'overlaps'} {rest[0]['features']}'s, "
+                 f"so the lead is {'established' if separated else 'not established'} on these test problems")
+    return text + "."
 
 
 def _ci(interval) -> str:
