@@ -98,6 +98,10 @@ def test_the_section_has_every_point_and_the_pick(first_sweep):
     for point in results["points"]:
         assert f"| `{point['name']}` | {point['d_sae']} | 8 | " in text
     assert "| dense baseline (mean residual, d_in 64) |" in text
+    blocks = results["points"][1]["activation_blocks"]
+    assert f"| {blocks:,} of {blocks:,} blocks |" in text  # the second point read its activations from the cache
+    assert all(line.count("|") == text.splitlines()[text.splitlines().index(line) - 1].count("|")
+               for line in text.splitlines() if line.startswith("| dense baseline"))  # as many cells as the rows
     assert "Best by difficulty Spearman" in text or "No SAE has a finite difficulty Spearman" in text
     saved = json.loads((tmp_path / "docs" / "results" / "sae_sweep.json").read_text())  # the latest run's
     assert sweep_section_for(tmp_path / "docs" / "signals.md") == render_sweep(saved)  # what report-signals appends
