@@ -172,7 +172,7 @@ class ActivationStream:
     def _activations(self, seqs: list[list[int]]) -> torch.Tensor:
         cached = self.cache.get(seqs) if self.cache is not None else None
         if cached is not None:
-            return cached
+            return cached.to(self.device)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids, mask = right_pad(seqs, pad_id, self.device)
         acts = residual_stream(self.model, ids, mask, self.layer)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from saerl_hf.activation_cache import ActivationCache
+from saerl_hf.activation_cache import ActivationCache, reader_key
 from saerl_hf.activations import hook_name
-from saerl_hf.models import file_sha256, model_identity
+from saerl_hf.models import file_sha256, model_identity, resolve_model_path
 from saerl_hf.sae_data import MixingBuffer, stream_activations, training_texts
 from saerl_hf.sae_fit import TrainingCheckpoint, fit
 from saerl_hf.sae_load import SAE_WEIGHTS, TRAINING_FILE, default_sae_dir
@@ -201,8 +201,9 @@ def train_sae(config: TrainSAEConfig) -> TrainResult:
 
     checkpoint = TrainingCheckpoint(out_dir, config)
     resume = checkpoint.find(overwrite=config.overwrite)
-    cache = ActivationCache(config.activation_cache, f"{model_identity(config.model)}|{config.dtype}|"
-                            f"{hook_name(model, layer)}") if config.activation_cache else None
+    cache = ActivationCache(config.activation_cache, reader_key(resolve_model_path(config.model), config.dtype,
+                                                                hook_name(model, layer), config.device)) \
+        if config.activation_cache else None
     stream = stream_activations(model, tokenizer, train_texts, layer, config.context_size, config.model_batch_size,
                                 chat=chat, device=config.device, start=resume.texts_consumed if resume else 0,
                                 cache=cache)

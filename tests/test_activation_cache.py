@@ -28,7 +28,7 @@ def _blocks(stream, n):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_filled_cache_gives_the_same_blocks_without_the_model(tiny, tmp_path, dtype):
     model, tokenizer = tiny
-    model = copy.deepcopy(model).to(dtype)  # the session fixture is shared
+    model = copy.deepcopy(model).to(dtype)  # the fixture's model stays float32
     filling = ActivationCache(tmp_path, "tiny|" + str(dtype))
     first = _blocks(ActivationStream(model, tokenizer, TEXTS, 2, model_batch_size=4, chat=False, cycle=False,
                                      cache=filling), 100)
@@ -41,16 +41,64 @@ def test_a_filled_cache_gives_the_same_blocks_without_the_model(tiny, tmp_path, 
     assert all(a.dtype == torch.float32 and torch.equal(a, b) for a, b in zip(first, again, strict=True))
 
 
+class _Recording(ActivationCache):
+    """Records the sequences of every block it stores."""
+
+    def __init__(self, root, reader):
+        super().__init__(root, reader)
+        self.stored = []
+
+    def put(self, seqs, block):
+        self.stored.append(seqs)
+        super().put(seqs, block)
+
+
 def test_the_cache_key_names_the_reader_and_the_tokens(tiny, tmp_path):
     model, tokenizer = tiny
-    cache = ActivationCache(tmp_path, "reader A")
+    cache = _Recording(tmp_path, "reader A")
     _blocks(ActivationStream(model, tokenizer, TEXTS, 2, model_batch_size=4, chat=False, cycle=False,
                              cache=cache), 100)
-    other_reader = ActivationCache(tmp_path, "reader B")
-    assert other_reader.get([[1, 2, 3]]) is None
-    seqs = tokenizer(TEXTS[:4])["input_ids"]
-    assert other_reader.get(seqs) is None and other_reader.misses == 2
+    stored = cache.stored[0]
+    same = ActivationCache(tmp_path, "reader A")
+    assert same.get(stored) is not None and same.hits == 1
+    other = ActivationCache(tmp_path, "reader B")
+    assert other.get(stored) is None
+    changed = [list(stored[0][:-1]) + [stored[0][-1] + 1], *stored[1:]]  # one token differs
+    assert same.get(changed) is None and same.misses == 1
     assert not list(tmp_path.rglob("*.tmp"))  # every write was committed
+
+
+def test_a_damaged_or_short_block_is_a_miss_and_a_failed_write_stops_writing(tiny, tmp_path):
+    model, tokenizer = tiny
+    cache = _Recording(tmp_path / "cache", "reader")
+    first = _blocks(ActivationStream(model, tokenizer, TEXTS, 2, model_batch_size=4, chat=False, cycle=False,
+                                     cache=cache), 2)
+    path = cache._path(cache.stored[0])
+    path.write_bytes(b"not safetensors")
+    assert cache.get(cache.stored[0]) is None  # recomputed, not a crash
+    from safetensors.torch import save_file
+
+    save_file({"acts": first[1][:-1].contiguous()}, str(cache._path(cache.stored[1])))  # a row short
+    assert cache.get(cache.stored[1]) is None
+    blocked = ActivationCache(tmp_path / "file", "reader")
+    (tmp_path / "file").write_text("a file where the cache dir should be")
+    blocks = _blocks(ActivationStream(model, tokenizer, TEXTS, 2, model_batch_size=4, chat=False, cycle=False,
+                                      cache=blocked), 100)
+    assert len(blocks) == len(first) + 6 and blocked.writable is False  # trained on, nothing stored
+
+
+def test_a_resumed_stream_reads_the_cache_from_its_position(tiny, tmp_path):
+    model, tokenizer = tiny
+    whole = ActivationStream(model, tokenizer, TEXTS, 2, model_batch_size=3, chat=False,
+                             cache=ActivationCache(tmp_path, "reader"))
+    expected = _blocks(whole, 25)  # > 2 epochs of 10 blocks: the second epoch is all hits
+    for k in (4, 12):
+        head = ActivationStream(model, tokenizer, TEXTS, 2, model_batch_size=3, chat=False)
+        _blocks(head, k)
+        reading = ActivationCache(tmp_path, "reader")
+        tail = _blocks(ActivationStream(None, tokenizer, TEXTS, 2, model_batch_size=3, chat=False,
+                                        start=head.position, cache=reading), 25 - k)
+        assert reading.misses == 0 and all(torch.equal(a, b) for a, b in zip(tail, expected[k:], strict=True))
 
 
 def test_train_sae_reuses_the_cache_and_trains_the_same_sae(tiny_model_dir, data_dir, tmp_path, caplog):

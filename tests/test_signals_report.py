@@ -95,18 +95,24 @@ def test_verdict_lines_name_the_goals_and_whether_a_lead_is_established():
 
     quality = [{"features": "sae", "leave_one_kind_out": {"mean": 0.96}, "real_text": 0.99},
                {"features": "dense_mean", "leave_one_kind_out": {"mean": 0.80}, "real_text": 0.90}]
-    assert quality_verdict(quality) == ("Goals: leave-one-kind-out mean >= 0.95: met by sae; "
+    assert quality_verdict(quality) == ("Goals (point estimates): leave-one-kind-out mean >= 0.95: met by sae; "
                                         "real text >= 0.95: met by sae.")
     quality[0]["leave_one_kind_out"]["mean"] = 0.70
     assert "leave-one-kind-out mean >= 0.95: not met (best dense_mean, 0.800)" in quality_verdict(quality)
+    for row in quality:
+        del row["real_text"]  # --n_real_text 0
+    assert "real text: not measured" in quality_verdict(quality)
 
     def row(features, n, rho, lo, hi):
         return {"features": features, "n_labels": n, "spearman": rho, "ci95": [lo, hi]}
 
-    curve = [row("sae", 10, 0.5, 0.4, 0.6), row("dense_mean", 10, 0.3, 0.2, 0.4),
+    curve = [row("sae", 10, 0.5, 0.4, 0.6), row("dense_mean", 10, 0.3, 0.2, 0.4), row("hybrid", 10, float("nan"),
+                                                                                      float("nan"), float("nan")),
              row("sae", 20, 0.6, 0.55, 0.65), row("dense_mean", 20, 0.7, 0.66, 0.74)]
     text = curve_verdict(curve)
     assert text.startswith("Highest at each label count: n = 10: sae, n = 20: dense_mean.")
-    assert "dense_mean 0.700, sae 0.600" in text and "clears sae's, so the lead is established" in text
-    curve[3]["ci95"] = [0.62, 0.78]
-    assert "overlaps sae's, so the lead is not established" in curve_verdict(curve)
+    assert "dense_mean 0.700, sae 0.600" in text and "clears every other feature set's, so the lead is established" \
+        in text
+    curve.append(row("hybrid", 20, 0.5, 0.3, 0.7))  # a third set whose wide interval reaches the leader's
+    assert "overlaps another feature set's, so the lead is not established" in curve_verdict(curve)
+    assert curve_verdict([]) == ""

@@ -101,7 +101,7 @@ def run_report(config: ReportSignalsConfig) -> dict:
         saved = upgrade_options(results["config"], (ReportSignalsConfig,), warn=False)  # a cache of older names
         saved = ReportSignalsConfig(**{**saved, "render_only": False})
         results.setdefault("sae_training", _sae_training(results["provenance"]))
-        Path(config.output).write_text(_page(results, saved))
+        Path(config.output).write_text(_page(results, saved, page_path=config.output))
         return results
     results = {"config": asdict(config), **_measure(config, cache),
                "wall_seconds": round(time.time() - started, 1),
@@ -113,15 +113,15 @@ def run_report(config: ReportSignalsConfig) -> dict:
     return results
 
 
-def _page(results: dict, config: ReportSignalsConfig) -> str:
+def _page(results: dict, config: ReportSignalsConfig, page_path: str | None = None) -> str:
     """The page: the measured sections, the feature-set sections when they were measured, then the SAE sweep's
-    section when its results (``results/sae_sweep.json`` beside the page) exist."""
+    section when its results (``results/sae_sweep.json`` beside the page written, ``page_path``) exist."""
     from saerl_hf.signals.report_generalisation import render_generalisation
     from saerl_hf.signals.report_sweep import sweep_section_for
 
     page = render_markdown(results, config)
     page += render_generalisation(results["generalisation"]) if results.get("generalisation") else ""
-    return page + sweep_section_for(config.output)
+    return page + sweep_section_for(page_path or config.output)
 
 
 def _measure(config: ReportSignalsConfig, cache: Path) -> dict:
