@@ -2,7 +2,7 @@
 
 An SAE sweep trains several SAEs (widths, k, losses) on the same texts in the same order: without a cache each
 point runs the reader over every text again, and that forward is most of a small SAE's training time. A block is
-keyed by the reader (id, dtype, hook) and the exact token ids of its sequences, and stored in the reader's own dtype
+keyed by the reader (resolved weights, dtype, hook, device; ``reader_key``) and the exact token ids of its sequences, and stored in the reader's own dtype
 (lossless: a bfloat16 reader's activations are bfloat16 values), as safetensors, written atomically.
 """
 
@@ -14,6 +14,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class ActivationCache:
         digest = hashlib.sha256(self.reader.encode())
         for ids in seqs:
             digest.update(len(ids).to_bytes(4, "little"))
-            digest.update(torch.tensor(ids, dtype=torch.int64).numpy().tobytes())
+            digest.update(np.asarray(ids, dtype=np.int64).tobytes())  # no tensor per lookup; same bytes
         key = digest.hexdigest()
         return self.root / key[:2] / f"{key}.safetensors"
 
@@ -58,7 +59,7 @@ class ActivationCache:
         path = self._path(seqs)
         try:
             block = load_file(str(path))["acts"] if path.is_file() else None
-        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:  # a damaged file is a miss, rewritten
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:  # damaged: a miss, rewritten
             logger.warning("activation cache: unreadable %s (%s); recomputing it", path, err)
             block = None
         if block is None or len(block) != sum(len(ids) - 1 for ids in seqs):  # position 0 is never kept
