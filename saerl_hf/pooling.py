@@ -66,3 +66,53 @@ def sparse_rows(pooled: torch.Tensor, top_k: int | None) -> list[tuple[np.ndarra
         order = row_idx.argsort()
         out.append((row_idx[order].cpu().numpy().astype(np.int32), row_val[order].cpu().numpy().astype(np.float32)))
     return out
+
+
+NARROWABLE = ("mean", "max", "mean+max")
+
+
+def narrow_pooling(dataset, pooling: str, top_k: int | None):
+    """Features of ``pooling`` (mean, max or mean+max) and ``top_k``, derived from features featurized with
+    ``mean+max`` and every active latent kept: one reader pass serves every such variant (the report's variant
+    sweep), giving what a separate featurize pass with those settings writes (ties at the top-k edge aside)."""
+    from saerl_hf.sparse import feature_provenance, write_provenance
+
+    source = feature_provenance(dataset)
+    if source.get("pooling") != "mean+max" or source.get("top_k"):
+        raise ValueError(f"narrow_pooling needs features featurized with pooling mean+max and top_k 0 (every active "
+                         f"latent); these have pooling {source.get('pooling')!r}, top_k {source.get('top_k')!r}. "
+                         f"Fix: featurize with --pooling mean+max --top_k 0.")
+    if pooling not in NARROWABLE:
+        raise ValueError(f"narrow_pooling derives {NARROWABLE}, not {pooling!r}. Fix: featurize it directly.")
+    d_sae, top_k = int(source["d_sae"]), (int(top_k) or None) if top_k else None
+    out = dataset.map(_Narrow(pooling, top_k, d_sae), batched=True, input_columns=["sae_idx", "sae_val"],
+                      desc=f"derive {pooling}:{top_k or 0}")
+    return write_provenance(out, {**source, "pooling": pooling, "top_k": top_k,
+                                  "n_features": pooled_width(pooling, d_sae),
+                                  "index_layout": index_layout(pooling, d_sae),
+                                  "derived_from": "mean+max, every active latent"})
+
+
+class _Narrow:
+    """Picklable batched map: one pooling's half of mean+max rows, then the top_k largest, sorted by index."""
+
+    def __init__(self, pooling: str, top_k: int | None, d_sae: int):
+        self.pooling, self.top_k, self.d_sae = pooling, top_k, d_sae
+
+    def __call__(self, idx_rows, val_rows) -> dict:
+        out = {"sae_idx": [], "sae_val": [], "sae_l0": []}
+        for idx, val in zip(idx_rows, val_rows):
+            idx, val = np.asarray(idx, np.int64), np.asarray(val, np.float32)
+            if self.pooling != "mean+max":
+                half = idx < self.d_sae if self.pooling == "mean" else idx >= self.d_sae
+                idx, val = idx[half] % self.d_sae, val[half]
+            keep = val != 0
+            idx, val = idx[keep], val[keep]
+            out["sae_l0"].append(int(np.unique(idx % self.d_sae).size))
+            if self.top_k and len(val) > self.top_k:
+                top = np.argsort(-val, kind="stable")[: self.top_k]
+                idx, val = idx[top], val[top]
+            order = np.argsort(idx)
+            out["sae_idx"].append(idx[order].astype(np.int32))
+            out["sae_val"].append(val[order])
+        return out

@@ -78,3 +78,26 @@ def test_dtype_errors_are_featurize_errors_and_the_default_device_is_cuda_free()
     assert features.resolve_dtype("float32") == "float32"
     assert devices.default_device() == ("cuda" if torch.cuda.device_count() else "cpu")
     assert not torch.cuda.is_initialized()
+
+
+@pytest.mark.parametrize("variant", [("mean", None), ("max", 5), ("mean+max", 7), ("mean", 3)])
+def test_variants_derived_from_one_mean_max_pass_equal_their_own_pass(variant, gsm, tiny_model_dir, tiny_sae_dir):
+    """The report's variant sweep runs the reader once (mean+max, every latent) and derives the others from it."""
+    from saerl_hf.pooling import narrow_pooling
+
+    pooling, top_k = variant
+    config = FeaturizeConfig(model=tiny_model_dir, sae=tiny_sae_dir, top_k=0, pooling="mean+max", batch_size=4)
+    wide = featurize(gsm, config)
+    derived = narrow_pooling(wide, pooling, top_k)
+    own = featurize(gsm, FeaturizeConfig(model=tiny_model_dir, sae=tiny_sae_dir, top_k=top_k or 0, pooling=pooling,
+                                         batch_size=4))
+    assert derived["sae_l0"] == own["sae_l0"]
+    for i in range(len(gsm)):
+        assert derived["sae_idx"][i] == own["sae_idx"][i]
+        np.testing.assert_allclose(derived["sae_val"][i], own["sae_val"][i], rtol=1e-6)
+    prov, own_prov = feature_provenance(derived), feature_provenance(own)
+    for key in ("pooling", "top_k", "n_features", "index_layout", "sae_hash"):
+        assert prov[key] == own_prov[key], key
+    assert feature_provenance(wide)["pooling"] == "mean+max"  # the source's provenance is untouched
+    with pytest.raises(ValueError, match="mean\\+max and top_k 0"):
+        narrow_pooling(own, "mean", 2)

@@ -134,3 +134,18 @@ def test_quality_and_clusters_fit_on_the_hybrid(data, tmp_path):
     np.testing.assert_array_equal(ClusterModel.load(tmp_path / "c").predict(test), clusters.predict(test))
     with pytest.raises(FeatureSetMismatchError):
         clusters.predict(test, features="dense")
+
+
+def test_a_dense_enough_design_is_fitted_dense_and_gives_the_same_probe(data):
+    """The hybrid design (every dense entry stored) is fitted on a numpy copy; it is the same ElasticNet problem, so
+    the coefficients agree with the sparse fit's within the solver's tolerance."""
+    train, test = data
+    fits = {}
+    for density in (0.1, 1.0):  # default: dense copy; 1: stay sparse
+        config = DifficultyConfig(features=HYBRID, cv=3, n_alphas=6, dense_fit_density=density, tol=1e-6)
+        fits[density] = DifficultyProbe(config).fit(train)
+    assert fits[0.1].metrics["fit_on"] == "dense" and fits[1.0].metrics["fit_on"] == "sparse"
+    assert fits[0.1].metrics["alpha"] == pytest.approx(fits[1.0].metrics["alpha"])
+    np.testing.assert_allclose(fits[0.1].predict(test), fits[1.0].predict(test), rtol=1e-3, atol=1e-3)
+    sparse_only = DifficultyProbe(DifficultyConfig(features="sae", cv=3, n_alphas=6)).fit(train)
+    assert sparse_only.metrics["fit_on"] == "sparse"  # 12 of 128 latents stored: below the default 0.1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import torch
 
 from saerl_hf.cli import main as cli
@@ -72,6 +73,19 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     out.write_text("")
     assert cli(args + ["--render_only", "true"]) == 0
     assert out.read_text() == text
+    # --variants_only measures other variants on the same rows and keeps every other section as it was
+    assert cli(args + ["--variants_only", "true", "--feature_variants", "mean:3", "last:0"]) == 0
+    merged = json.loads((tmp_path / "cache" / "results.json").read_text())
+    assert merged["difficulty"] == results["difficulty"] and merged["quality"] == results["quality"]
+    variants = {row["variant"]: row for row in merged["generalisation"]["variants"]}
+    assert set(variants) == {"mean:3", "last:0"} and merged["config"]["feature_variants"] == ["mean:3", "last:0"]
+    assert variants["mean:3"]["featurized"] == "shared mean+max:0 pass" and variants["mean:3"]["mean_kept"] <= 3
+    assert variants["last:0"]["featurized"] == "own pass"
+    page = out.read_text()
+    assert "--feature_variants mean:3 last:0\n" in page and re.search(r"^\| mean:3 \| \d+ \| [0-3] \| ", page, re.M)
+    assert page.split("## Quality")[0].split("\n", 12)[-1] == text.split("## Quality")[0].split("\n", 12)[-1]
+    with pytest.raises(ValueError, match="n_train"):
+        cli(args + ["--variants_only", "true", "--n_train", "60"])
 
 
 def test_the_committed_page_is_the_render_of_the_committed_results(tmp_path):

@@ -49,6 +49,10 @@ class DifficultyConfig:
     min_labels: int = field(default=50, metadata={"help": "Fewer labelled rows than this is an error."})
     max_iter: int = field(default=2000, metadata={"help": "Coordinate-descent iterations per fit."})
     tol: float = field(default=1e-3, metadata={"help": "Coordinate-descent tolerance."})
+    dense_fit_density: float = field(default=0.1, metadata={
+        "help": "Fit on a dense copy of the design when at least this share of its entries is non-zero and the copy "
+                "stays under 2 GiB (the sae+dense block, every-latent pooling): coordinate descent on a numpy "
+                "array is much faster there than on CSR (see docs/signals.md); 1 keeps every fit sparse."})
     seed: int = field(default=0, metadata={"help": "Seed of the CV split."})
     output_column: str = field(default="difficulty", metadata={"help": "Column added by apply()."})
 
@@ -91,6 +95,7 @@ class DifficultyProbe(LinearProbe):
                                                                              random_state=config.seed),
             max_iter=config.max_iter, tol=config.tol, n_jobs=1, random_state=config.seed, selection="cyclic",
         )
+        design = _dense_when_dense(design, config.dense_fit_density)
         n_convergence = fit_counting_convergence(
             lambda: regressor.fit(design, target), f"difficulty probe ElasticNetCV on '{config.label_column}'",
             f"Fix: raise max_iter (now {config.max_iter}) or tol (now {config.tol:g}); the probe is still used.")
@@ -113,9 +118,26 @@ class DifficultyProbe(LinearProbe):
             "train_spearman": float(spearmanr(fitted, target).statistic) if np.ptp(fitted) > 0 else float("nan"),
             "n_nonzero_coef": int(np.count_nonzero(regressor.coef_)),
             "fit_seconds": round(fit_seconds, 3),
+            "fit_on": "dense" if isinstance(design, np.ndarray) else "sparse",
             "n_convergence_warnings": int(n_convergence),
         }
         return self
+
+
+DENSE_FIT_MAX_BYTES = 2 * 2**30
+
+
+def _dense_when_dense(design, min_density: float):
+    """A numpy copy of a sparse ``design`` whose share of stored entries is at least ``min_density`` (and whose
+    float64 copy fits in ``DENSE_FIT_MAX_BYTES``); otherwise ``design`` unchanged. The fit is the same problem."""
+    from scipy import sparse as sp
+
+    if not sp.issparse(design) or min_density >= 1:
+        return design
+    rows, cols = design.shape
+    if rows * cols * 8 > DENSE_FIT_MAX_BYTES or design.nnz < min_density * rows * cols:
+        return design
+    return design.toarray()
 
 
 def _regression_target(dataset, config: DifficultyConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

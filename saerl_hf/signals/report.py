@@ -83,6 +83,9 @@ class ReportSignalsConfig:
     img_dir: str = field(default="docs/img", metadata={"help": "Where the PNGs go."})
     render_only: bool = field(default=False, metadata={"help": "Rewrite the markdown from the cached results.json of "
                                                               "the last run (no featurizing or fitting)."})
+    variants_only: bool = field(default=False, metadata={
+        "help": "Measure only `feature_variants` and merge them into the cached results.json of the last full run "
+                "(same rows, reader and SAE: checked), then rewrite the page; the other sections are kept."})
 
 
 # ----------------------------------------------------------------------------- report
@@ -102,6 +105,10 @@ def run_report(config: ReportSignalsConfig) -> dict:
         saved = ReportSignalsConfig(**{**saved, "render_only": False})
         results.setdefault("sae_training", _sae_training(results["provenance"]))
         Path(config.output).write_text(_page(results, saved, page_path=config.output))
+        return results
+    if config.variants_only:
+        results = _merge_variants(config, cache)
+        Path(config.output).write_text(_page(results, ReportSignalsConfig(**results["config"]), page_path=config.output))
         return results
     results = {"config": asdict(config), **_measure(config, cache),
                "wall_seconds": round(time.time() - started, 1),
@@ -150,6 +157,34 @@ def _measure(config: ReportSignalsConfig, cache: Path) -> dict:
             "quality": {k: v for k, v in quality.items() if k != "curves"},
             "clusters": {"rows": clusters["rows"]}, "cost": cost,
             "figures": _figures(config, difficulty, quality, clusters)}
+
+
+SAME_ROWS = ("model", "sae", "d_sae", "sae_k", "layer", "max_length", "reader_dtype", "n_train", "n_test", "seed")
+
+
+def _merge_variants(config: ReportSignalsConfig, cache: Path) -> dict:
+    """The last full run's results with the variant section (re)measured on its rows; refuses another setting."""
+    from saerl_hf.signals.report_sections import math_samples
+
+    path = cache / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: variants_only adds to a full run. Fix: run report-signals "
+                                f"once without --variants_only.")
+    results = json.loads(path.read_text())
+    differ = {k: (results["config"].get(k), getattr(config, k)) for k in SAME_ROWS
+              if results["config"].get(k) != getattr(config, k)}
+    if differ or not config.feature_variants or not results.get("generalisation"):
+        raise ValueError(f"variants_only needs the last full run's settings, a generalisation section and "
+                         f"--feature_variants; settings that differ (cached, given): {differ}. Fix: pass the same "
+                         f"options as that run, or run the full report.")
+    started = time.time()
+    train_raw, test_raw = math_samples(config.n_train, config.n_test, config.seed)
+    variants = variant_sweep(train_raw, test_raw, config, cache, results["provenance"].get("sae_hash"))
+    results["generalisation"]["variants"] = variants
+    results["config"]["feature_variants"] = list(config.feature_variants)
+    results["variants_wall_seconds"] = round(time.time() - started, 1)
+    path.write_text(json.dumps(results, indent=2, default=_json_default))
+    return results
 
 
 def _figures(config: ReportSignalsConfig, difficulty: dict, quality: dict, clusters: dict) -> dict:

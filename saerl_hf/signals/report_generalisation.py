@@ -81,35 +81,74 @@ def parse_variant(text: str) -> tuple[str, int | None]:
     return pooling, (int(k) or None) if k else None
 
 
-def variant_sweep(train_raw, test_raw, config, cache) -> list[dict]:
+def variant_sweep(train_raw, test_raw, config, cache, sae_hash: str | None = None) -> list[dict]:
     """Difficulty Spearman (SAE and sae+dense, with intervals) for each featurization variant in
-    ``config.feature_variants`` (``pooling:top_k``), featurized with the report's other settings."""
-    from dataclasses import replace
+    ``config.feature_variants`` (``pooling:top_k``). Mean, max and mean+max variants are all derived from one
+    ``mean+max:0`` reader pass (:func:`saerl_hf.pooling.narrow_pooling`); other poolings get their own pass.
+    ``sae_hash``: the SAE the rest of the page measured; features from another SAE raise before any fit."""
+    from saerl_hf.pooling import NARROWABLE, narrow_pooling
 
-    from saerl_hf.signals.difficulty import DifficultyConfig, DifficultyProbe
-    from saerl_hf.signals.evaluation import _spearman
-    from saerl_hf.signals.report_sections import Featurizer, bootstrap_ci
-
+    parsed = [(variant, *parse_variant(variant)) for variant in config.feature_variants]
+    shared = _VariantPass(train_raw, test_raw, config, cache, "mean+max", None) \
+        if any(pooling in NARROWABLE for _, pooling, _ in parsed) else None
     rows = []
-    levels = np.asarray(test_raw["level"], dtype=float)
-    for variant in config.feature_variants:
-        pooling, top_k = parse_variant(variant)
-        featurize = Featurizer(replace(config, pooling=pooling, top_k=top_k or 0), cache)
-        start = time.perf_counter()
-        train, test = featurize(train_raw, f"math_train[{variant}]"), featurize(test_raw, f"math500_test[{variant}]")
-        row = {"variant": variant, "pooling": pooling, "top_k": top_k,
-               "featurize_seconds": round(time.perf_counter() - start, 1),
-               "mean_l0": float(np.mean(train["sae_l0"])), "mean_kept": float(np.mean([len(r) for r in
-                                                                                       train["sae_idx"]]))}
-        for features in ("sae", "sae+dense"):
-            probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed, features=features))
-            predicted = probe.fit(train).predict(test)
-            row[features] = {"spearman": _spearman(predicted, levels),
-                             "ci95": bootstrap_ci(_spearman, predicted, levels, config.bootstrap, config.seed)}
+    for variant, pooling, top_k in parsed:
+        if pooling in NARROWABLE:
+            train, test = (narrow_pooling(part, pooling, top_k) for part in shared.parts)
+            featurized, seconds = "shared mean+max:0 pass", shared.seconds
+        else:
+            own = _VariantPass(train_raw, test_raw, config, cache, pooling, top_k)
+            (train, test), featurized, seconds = own.parts, "own pass", own.seconds
+        _check_sae(train, sae_hash)
+        row = {"variant": variant, "pooling": pooling, "top_k": top_k, "featurized": featurized,
+               "featurize_seconds": seconds, "mean_l0": float(np.mean(train["sae_l0"])),
+               "mean_kept": float(np.mean([len(r) for r in train["sae_idx"]]))}
+        row.update(_variant_scores(train, test, config))
         logger.info("variant %s: Spearman sae %.3f, sae+dense %.3f", variant, row["sae"]["spearman"],
                     row["sae+dense"]["spearman"])
         rows.append(row)
     return rows
+
+
+def _check_sae(train, sae_hash: str | None) -> None:
+    from saerl_hf.sparse import feature_provenance
+
+    found = feature_provenance(train).get("sae_hash")
+    if sae_hash and found != sae_hash:
+        raise ValueError(f"The variants were featurized with SAE {found}, the rest of the page with {sae_hash}: the "
+                         f"default SAE changed since the full run. Fix: run the full report again.")
+
+
+class _VariantPass:
+    """The train and test sets featurized once with ``pooling`` and ``top_k`` (the report's other settings)."""
+
+    def __init__(self, train_raw, test_raw, config, cache, pooling: str, top_k: int | None):
+        from dataclasses import replace
+
+        from saerl_hf.signals.report_sections import Featurizer
+
+        featurize = Featurizer(replace(config, pooling=pooling, top_k=top_k or 0), cache)
+        tag = f"{pooling}:{top_k or 0}"
+        start = time.perf_counter()
+        self.parts = (featurize(train_raw, f"math_train[{tag}]"), featurize(test_raw, f"math500_test[{tag}]"))
+        self.seconds = round(time.perf_counter() - start, 1)
+
+
+def _variant_scores(train, test, config) -> dict:
+    """Spearman with MATH-500 level and its interval, for the SAE and sae+dense difficulty probes."""
+    from saerl_hf.signals.difficulty import DifficultyConfig, DifficultyProbe
+    from saerl_hf.signals.evaluation import _spearman
+    from saerl_hf.signals.report_sections import bootstrap_ci
+
+    levels = np.asarray(test["level"], dtype=float)
+    scores = {}
+    for features in ("sae", "sae+dense"):
+        probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed, features=features))
+        predicted = probe.fit(train).predict(test)
+        scores[features] = {"spearman": _spearman(predicted, levels),
+                            "ci95": bootstrap_ci(_spearman, predicted, levels, config.bootstrap, config.seed),
+                            "fit_seconds": probe.metrics["fit_seconds"]}
+    return scores
 
 
 def render_generalisation(section: dict) -> str:
