@@ -84,6 +84,14 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     page = out.read_text()
     assert "--feature_variants mean:3 last:0\n" in page and re.search(r"^\| mean:3 \| \d+ \| [0-3] \| ", page, re.M)
     assert page.split("## Quality")[0].split("\n", 12)[-1] == text.split("## Quality")[0].split("\n", 12)[-1]
+    # each measured variant is kept, so an interrupted sweep resumes: a rerun reads the record instead of refitting
+    records = sorted((tmp_path / "cache" / "variants").glob("mean_3-*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    records[0].write_text(json.dumps({**record, "mean_kept": 123.0}))
+    assert cli(args + ["--variants_only", "true", "--feature_variants", "mean:3", "last:0"]) == 0
+    again = json.loads((tmp_path / "cache" / "results.json").read_text())["generalisation"]["variants"]
+    assert again[0]["mean_kept"] == 123.0 and again[1] == merged["generalisation"]["variants"][1]
     with pytest.raises(ValueError, match="n_train"):
         cli(args + ["--variants_only", "true", "--n_train", "60"])
 

@@ -9,6 +9,7 @@ them hits its cache.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -100,14 +101,33 @@ def variant_sweep(train_raw, test_raw, config, cache, sae_hash: str | None = Non
             own = _VariantPass(train_raw, test_raw, config, cache, pooling, top_k)
             (train, test), featurized, seconds = own.parts, "own pass", own.seconds
         _check_sae(train, sae_hash)
+        done = _variant_record(cache, config, variant, train)
+        if done.is_file():  # measured by an earlier, interrupted run on the same rows and SAE
+            rows.append(json.loads(done.read_text()))
+            continue
         row = {"variant": variant, "pooling": pooling, "top_k": top_k, "featurized": featurized,
                "featurize_seconds": seconds, "mean_l0": float(np.mean(train["sae_l0"])),
                "mean_kept": float(np.mean([len(r) for r in train["sae_idx"]]))}
         row.update(_variant_scores(train, test, config))
         logger.info("variant %s: Spearman sae %.3f, sae+dense %.3f", variant, row["sae"]["spearman"],
                     row["sae+dense"]["spearman"])
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps(row, indent=2))
         rows.append(row)
     return rows
+
+
+def _variant_record(cache, config, variant: str, train):
+    """Where a measured variant row is kept, keyed by everything that changes it, so a rerun resumes."""
+    import hashlib
+
+    from saerl_hf.sparse import feature_provenance
+
+    key = {name: getattr(config, name) for name in ("model", "sae", "d_sae", "sae_k", "layer", "max_length",
+                                                      "reader_dtype", "n_train", "n_test", "seed", "bootstrap")}
+    key.update(variant=variant, sae_hash=feature_provenance(train).get("sae_hash"))
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return cache / "variants" / f"{variant.replace(':', '_')}-{digest}.json"
 
 
 def _check_sae(train, sae_hash: str | None) -> None:
@@ -128,10 +148,10 @@ class _VariantPass:
         from saerl_hf.signals.report_sections import Featurizer
 
         featurize = Featurizer(replace(config, pooling=pooling, top_k=top_k or 0), cache)
-        tag = f"{pooling}:{top_k or 0}"
-        start = time.perf_counter()
-        self.parts = (featurize(train_raw, f"math_train[{tag}]"), featurize(test_raw, f"math500_test[{tag}]"))
-        self.seconds = round(time.perf_counter() - start, 1)
+        names = (f"math_train[{pooling}:{top_k or 0}]", f"math500_test[{pooling}:{top_k or 0}]")
+        self.parts = (featurize(train_raw, names[0]), featurize(test_raw, names[1]))
+        # the pass's own seconds, also when this run found it in the featurize cache
+        self.seconds = round(sum(featurize.timings.get(name, {}).get("seconds", 0.0) for name in names), 1)
 
 
 def _variant_scores(train, test, config) -> dict:
