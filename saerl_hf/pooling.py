@@ -9,6 +9,8 @@ columns already hold rows of any length).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -85,8 +87,11 @@ def narrow_pooling(dataset, pooling: str, top_k: int | None):
     if pooling not in NARROWABLE:
         raise ValueError(f"narrow_pooling derives {NARROWABLE}, not {pooling!r}. Fix: featurize it directly.")
     d_sae, top_k = int(source["d_sae"]), (int(top_k) or None) if top_k else None
+    # In memory: cheap to redo, and a cache file would outlive a change to _Narrow (its code is not hashed).
     out = dataset.map(_Narrow(pooling, top_k, d_sae), batched=True, input_columns=["sae_idx", "sae_val"],
-                      desc=f"derive {pooling}:{top_k or 0}")
+                      keep_in_memory=True, desc=f"derive {pooling}:{top_k or 0}")
+    if out is dataset:  # map returns an empty dataset itself: its provenance must not change
+        out = copy.deepcopy(dataset)
     return write_provenance(out, {**source, "pooling": pooling, "top_k": top_k,
                                   "n_features": pooled_width(pooling, d_sae),
                                   "index_layout": index_layout(pooling, d_sae),
@@ -109,8 +114,11 @@ class _Narrow:
             keep = val != 0
             idx, val = idx[keep], val[keep]
             out["sae_l0"].append(int(np.unique(idx % self.d_sae).size))
-            if self.top_k and len(val) > self.top_k:
-                top = np.argsort(-val, kind="stable")[: self.top_k]
+            if self.top_k:  # as sparse_rows' top-k over the whole vector: unstored zeros outrank negative entries
+                order = np.argsort(-val, kind="stable")
+                positive, negative = order[val[order] > 0][: self.top_k], order[val[order] < 0]
+                n_negative = max(0, self.top_k - len(positive) - (pooled_width(self.pooling, self.d_sae) - len(val)))
+                top = np.concatenate([positive, negative[:n_negative]])
                 idx, val = idx[top], val[top]
             order = np.argsort(idx)
             out["sae_idx"].append(idx[order].astype(np.int32))

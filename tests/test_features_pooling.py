@@ -99,5 +99,24 @@ def test_variants_derived_from_one_mean_max_pass_equal_their_own_pass(variant, g
     for key in ("pooling", "top_k", "n_features", "index_layout", "sae_hash"):
         assert prov[key] == own_prov[key], key
     assert feature_provenance(wide)["pooling"] == "mean+max"  # the source's provenance is untouched
+    empty = wide.select([])
+    assert len(narrow_pooling(empty, pooling, top_k)) == 0 and feature_provenance(empty)["pooling"] == "mean+max"
     with pytest.raises(ValueError, match="mean\\+max and top_k 0"):
         narrow_pooling(own, "mean", 2)
+
+
+@pytest.mark.parametrize("top_k", [None, 2, 5, 30])
+def test_narrowing_matches_sparse_rows_with_zeros_and_negative_values(top_k):
+    """Against the featurizer's own cut (``sparse_rows``) on vectors with negative entries (an SAE without ReLU)."""
+    from saerl_hf.pooling import _Narrow, sparse_rows
+
+    gen = torch.Generator().manual_seed(0)
+    d_sae = 16
+    pooled = torch.randn(40, 2 * d_sae, generator=gen) * (torch.rand(40, 2 * d_sae, generator=gen) < 0.4)
+    pooled[:5] = -pooled[:5].abs()  # rows with only negative entries
+    wide = sparse_rows(pooled, None)
+    for pooling, part in (("mean", pooled[:, :d_sae]), ("max", pooled[:, d_sae:]), ("mean+max", pooled)):
+        got = _Narrow(pooling, top_k, d_sae)([r[0] for r in wide], [r[1] for r in wide])
+        for j, (idx, val) in enumerate(sparse_rows(part, top_k)):
+            np.testing.assert_array_equal(got["sae_idx"][j], idx)
+            np.testing.assert_array_equal(got["sae_val"][j], val)

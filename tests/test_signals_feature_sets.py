@@ -147,5 +147,11 @@ def test_a_dense_enough_design_is_fitted_dense_and_gives_the_same_probe(data):
     assert fits[0.1].metrics["fit_on"] == "dense" and fits[1.0].metrics["fit_on"] == "sparse"
     assert fits[0.1].metrics["alpha"] == pytest.approx(fits[1.0].metrics["alpha"])
     np.testing.assert_allclose(fits[0.1].predict(test), fits[1.0].predict(test), rtol=1e-3, atol=1e-3)
+    few = train.select(range(90))  # folds of 60 rows < 144 columns: plain coordinate descent, no Gram matrix
+    wide = {d: DifficultyProbe(DifficultyConfig(features=HYBRID, cv=3, n_alphas=6, dense_fit_density=d,
+                                                tol=1e-6)).fit(few) for d in (0.1, 1.0)}
+    assert wide[0.1].metrics["fit_on"] == "dense" and wide[0.1].metrics["alpha"] == pytest.approx(
+        wide[1.0].metrics["alpha"])
+    np.testing.assert_allclose(wide[0.1].predict(test), wide[1.0].predict(test), rtol=1e-3, atol=1e-3)
     sparse_only = DifficultyProbe(DifficultyConfig(features="sae", cv=3, n_alphas=6)).fit(train)
     assert sparse_only.metrics["fit_on"] == "sparse"  # 12 of 128 latents stored: below the default 0.1

@@ -94,6 +94,13 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     assert again[0]["mean_kept"] == 123.0 and again[1] == merged["generalisation"]["variants"][1]
     with pytest.raises(ValueError, match="n_train"):
         cli(args + ["--variants_only", "true", "--n_train", "60"])
+    cached = json.loads((tmp_path / "cache" / "results.json").read_text())  # as if the full run used another SAE
+    cached["provenance"]["sae_hash"] = "0" * 64
+    (tmp_path / "cache" / "results.json").write_text(json.dumps(cached))
+    with pytest.raises(ValueError, match="sae_hash"):
+        cli(args + ["--variants_only", "true", "--feature_variants", "max:2"])
+    with pytest.raises(ValueError, match="exclude each other"):
+        cli(args + ["--variants_only", "true", "--render_only", "true"])
 
 
 def test_the_committed_page_is_the_render_of_the_committed_results(tmp_path):

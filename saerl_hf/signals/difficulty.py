@@ -51,8 +51,9 @@ class DifficultyConfig:
     tol: float = field(default=1e-3, metadata={"help": "Coordinate-descent tolerance."})
     dense_fit_density: float = field(default=0.1, metadata={
         "help": "Fit on a dense copy of the design when at least this share of its entries is non-zero and the copy "
-                "stays under 2 GiB (the sae+dense block, every-latent pooling): coordinate descent on a numpy "
-                "array is much faster there than on CSR (see docs/signals.md); 1 keeps every fit sparse."})
+                "stays under 2 GiB (sae+dense, every-latent pooling; cross-validation holds ~3 copies at its peak): "
+                "the same problem, faster on numpy arrays than on CSR there (docs/signals.md has the fit seconds); "
+                "1 keeps every fit sparse."})
     seed: int = field(default=0, metadata={"help": "Seed of the CV split."})
     output_column: str = field(default="difficulty", metadata={"help": "Column added by apply()."})
 

@@ -97,18 +97,14 @@ def run_report(config: ReportSignalsConfig) -> dict:
     started = time.time()
     cache = Path(config.cache_dir) if config.cache_dir else cache_dir() / "report-signals"
     cache.mkdir(parents=True, exist_ok=True)
-    if config.render_only:
-        results = json.loads((cache / "results.json").read_text())
-        from saerl_hf.configs import upgrade_options
-
-        saved = upgrade_options(results["config"], (ReportSignalsConfig,), warn=False)  # a cache of older names
-        saved = ReportSignalsConfig(**{**saved, "render_only": False})
-        results.setdefault("sae_training", _sae_training(results["provenance"]))
+    if config.render_only and config.variants_only:
+        raise ValueError("render_only and variants_only exclude each other. Fix: pass one of them.")
+    if config.render_only or config.variants_only:
+        results, saved = _cached_results(cache)
+        if config.variants_only:
+            results, saved = _merge_variants(results, saved, config, cache)
+        Path(config.output).parent.mkdir(parents=True, exist_ok=True)
         Path(config.output).write_text(_page(results, saved, page_path=config.output))
-        return results
-    if config.variants_only:
-        results = _merge_variants(config, cache)
-        Path(config.output).write_text(_page(results, ReportSignalsConfig(**results["config"]), page_path=config.output))
         return results
     results = {"config": asdict(config), **_measure(config, cache),
                "wall_seconds": round(time.time() - started, 1),
@@ -159,32 +155,43 @@ def _measure(config: ReportSignalsConfig, cache: Path) -> dict:
             "figures": _figures(config, difficulty, quality, clusters)}
 
 
-SAME_ROWS = ("model", "sae", "d_sae", "sae_k", "layer", "max_length", "reader_dtype", "n_train", "n_test", "seed")
+SAME_ROWS = ("model", "sae", "d_sae", "sae_k", "layer", "max_length", "reader_dtype", "n_train", "n_test", "seed",
+             "bootstrap")
 
 
-def _merge_variants(config: ReportSignalsConfig, cache: Path) -> dict:
-    """The last full run's results with the variant section (re)measured on its rows; refuses another setting."""
-    from saerl_hf.signals.report_sections import math_samples
+def _cached_results(cache: Path) -> tuple[dict, ReportSignalsConfig]:
+    """The last full run's results.json and its config (older option names upgraded)."""
+    from saerl_hf.configs import upgrade_options
 
     path = cache / "results.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: variants_only adds to a full run. Fix: run report-signals "
-                                f"once without --variants_only.")
+        raise FileNotFoundError(f"{path} does not exist: render_only and variants_only read a full run's results. "
+                                f"Fix: run report-signals once without them (or pass that run's --cache_dir).")
     results = json.loads(path.read_text())
-    differ = {k: (results["config"].get(k), getattr(config, k)) for k in SAME_ROWS
-              if results["config"].get(k) != getattr(config, k)}
+    saved = upgrade_options(results["config"], (ReportSignalsConfig,), warn=False)  # a cache of older names
+    results.setdefault("sae_training", _sae_training(results["provenance"]))
+    return results, ReportSignalsConfig(**{**saved, "render_only": False, "variants_only": False})
+
+
+def _merge_variants(results: dict, saved: ReportSignalsConfig, config: ReportSignalsConfig,
+                    cache: Path) -> tuple[dict, ReportSignalsConfig]:
+    """``results`` with the variant section (re)measured on its rows; refuses other settings or another reader/SAE
+    (the features' provenance is compared with the full run's before any fit)."""
+    from saerl_hf.signals.report_sections import math_samples
+
+    differ = {k: (getattr(saved, k), getattr(config, k)) for k in SAME_ROWS if getattr(saved, k) != getattr(config, k)}
     if differ or not config.feature_variants or not results.get("generalisation"):
         raise ValueError(f"variants_only needs the last full run's settings, a generalisation section and "
                          f"--feature_variants; settings that differ (cached, given): {differ}. Fix: pass the same "
                          f"options as that run, or run the full report.")
     started = time.time()
     train_raw, test_raw = math_samples(config.n_train, config.n_test, config.seed)
-    variants = variant_sweep(train_raw, test_raw, config, cache, results["provenance"].get("sae_hash"))
-    results["generalisation"]["variants"] = variants
-    results["config"]["feature_variants"] = list(config.feature_variants)
+    results["generalisation"]["variants"] = variant_sweep(train_raw, test_raw, config, cache, results["provenance"])
+    saved.feature_variants = list(config.feature_variants)
+    results["config"] = asdict(saved)
     results["variants_wall_seconds"] = round(time.time() - started, 1)
-    path.write_text(json.dumps(results, indent=2, default=_json_default))
-    return results
+    (cache / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
+    return results, saved
 
 
 def _figures(config: ReportSignalsConfig, difficulty: dict, quality: dict, clusters: dict) -> dict:

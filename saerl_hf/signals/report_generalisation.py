@@ -82,11 +82,12 @@ def parse_variant(text: str) -> tuple[str, int | None]:
     return pooling, (int(k) or None) if k else None
 
 
-def variant_sweep(train_raw, test_raw, config, cache, sae_hash: str | None = None) -> list[dict]:
+def variant_sweep(train_raw, test_raw, config, cache, expected: dict | None = None) -> list[dict]:
     """Difficulty Spearman (SAE and sae+dense, with intervals) for each featurization variant in
     ``config.feature_variants`` (``pooling:top_k``). Mean, max and mean+max variants are all derived from one
     ``mean+max:0`` reader pass (:func:`saerl_hf.pooling.narrow_pooling`); other poolings get their own pass.
-    ``sae_hash``: the SAE the rest of the page measured; features from another SAE raise before any fit."""
+    ``expected``: the provenance of the features the rest of the page measured; variants featurized by another
+    reader, layer, dtype or SAE raise before any fit."""
     from saerl_hf.pooling import NARROWABLE, narrow_pooling
 
     parsed = [(variant, *parse_variant(variant)) for variant in config.feature_variants]
@@ -100,7 +101,7 @@ def variant_sweep(train_raw, test_raw, config, cache, sae_hash: str | None = Non
         else:
             own = _VariantPass(train_raw, test_raw, config, cache, pooling, top_k)
             (train, test), featurized, seconds = own.parts, "own pass", own.seconds
-        _check_sae(train, sae_hash)
+        _check_provenance(train, expected)
         done = _variant_record(cache, config, variant, train)
         if done.is_file():  # measured by an earlier, interrupted run on the same rows and SAE
             rows.append(json.loads(done.read_text()))
@@ -130,13 +131,18 @@ def _variant_record(cache, config, variant: str, train):
     return cache / "variants" / f"{variant.replace(':', '_')}-{digest}.json"
 
 
-def _check_sae(train, sae_hash: str | None) -> None:
+SAME_READER = ("model", "model_revision", "layer", "hook", "dtype", "max_length", "prompt_format", "sae_hash")
+
+
+def _check_provenance(train, expected: dict | None) -> None:
     from saerl_hf.sparse import feature_provenance
 
-    found = feature_provenance(train).get("sae_hash")
-    if sae_hash and found != sae_hash:
-        raise ValueError(f"The variants were featurized with SAE {found}, the rest of the page with {sae_hash}: the "
-                         f"default SAE changed since the full run. Fix: run the full report again.")
+    found = feature_provenance(train)
+    differ = {k: (expected.get(k), found.get(k)) for k in SAME_READER if expected and expected.get(k) != found.get(k)}
+    if differ:
+        raise ValueError(f"The variants' features differ from the rest of the page's in {differ} (page, variants): "
+                         f"the reader, its dtype or the default SAE changed since the full run. Fix: run the full "
+                         f"report again.")
 
 
 class _VariantPass:
@@ -234,6 +240,8 @@ def _ci(interval) -> str:
 
 
 def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+    from jinja2 import Undefined
+
+    if value is None or isinstance(value, Undefined) or (isinstance(value, float) and not np.isfinite(value)):
         return "n/a"
     return f"{value:.{digits}f}"
