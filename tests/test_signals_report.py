@@ -82,6 +82,7 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     assert variants["mean:3"]["featurized"] == "shared mean+max:0 pass" and variants["mean:3"]["mean_kept"] <= 3
     assert variants["last:0"]["featurized"] == "own pass"
     page = out.read_text()
+    assert "`--variants_only true`" in page and "`--variants_only true`" not in text
     assert "--feature_variants mean:3 last:0\n" in page and re.search(r"^\| mean:3 \| \d+ \| [0-3] \| ", page, re.M)
     assert page.split("## Quality")[0].split("\n", 12)[-1] == text.split("## Quality")[0].split("\n", 12)[-1]
     # each measured variant is kept, so an interrupted sweep resumes: a rerun reads the record instead of refitting

@@ -189,7 +189,7 @@ def _merge_variants(results: dict, saved: ReportSignalsConfig, config: ReportSig
     results["generalisation"]["variants"] = variant_sweep(train_raw, test_raw, config, cache, results["provenance"])
     saved.feature_variants = list(config.feature_variants)
     results["config"] = asdict(saved)
-    results["variants_wall_seconds"] = round(time.time() - started, 1)
+    results["generalisation"]["variants_wall_seconds"] = round(time.time() - started, 1)
     (cache / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     return results, saved
 
