@@ -82,10 +82,20 @@ def section(r: dict) -> str:
         f"exact duplicates) {counts['dedup']['n_kept']:,}, and {s['rows']:,} are curated. Machine: {r['machine']}.",
         "",
         f"**Wall time {r['wall_s'] / 60:.1f} min** (goal <= 45 min: {wall_ok}); **peak RSS "
-        f"{r['peak_rss_gib']:.2f} GiB** (goal <= 8 GiB: {rss_ok}).",
+        f"{r['peak_rss_gib']:.2f} GiB** (goal <= 8 GiB: {rss_ok}){_rss_scope(r['overrides'])}.",
         "",
         f"Stages: {stages}.",
     ])
+
+
+def _rss_scope(overrides: list[str]) -> str:
+    """What the peak RSS covers: ``ru_maxrss`` of the children is the largest single process, so with map workers
+    the machine held up to (workers + 1) times it at once."""
+    procs = next((int(v) for k, v in zip(overrides, overrides[1:]) if k == "--featurize_num_proc" and v.isdigit()), 1)
+    if procs <= 1:
+        return ""
+    return (f"; with {procs} featurize workers this is the largest single process (the parent or one worker), so "
+            f"the machine held at most {procs + 1} x that at once")
 
 
 def main(argv=None) -> int:
