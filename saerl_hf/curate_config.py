@@ -47,8 +47,8 @@ class CurateConfig:
     pooling: str = field(default="mean", metadata={
         "help": "Pooling of SAE codes over the problem's tokens: mean | max | sum | last (the last problem token) | "
                 "mean+max (one index space of width 2*d_sae: the max of latent i at d_sae + i)."})
-    top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt (0 or null keeps every active "
-                                                     "latent)."})
+    top_k: int | None = field(default=0, metadata={"help": "Pooled latents kept per prompt; 0 or null (the default) "
+                                                            "keeps every active latent (see featurize's top_k)."})
     features: str = field(default="sae", metadata={"help": "Feature set the probes fit on: sae | dense | sae+dense "
                                                            "(dense and sae+dense also featurize the mean residual)."})
     max_length: int = field(default=384, metadata={"help": "Longer prompts are truncated (counted)."})

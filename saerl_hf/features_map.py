@@ -65,7 +65,7 @@ class Featurizer:
     """
 
     def __init__(self, sae: str, model: str = "smollm2-135m", sae_id: str | None = None, layer: int | None = None,
-                 pooling: str = "mean", top_k: int | None = 64, prompt_format: str = "chat",
+                 pooling: str = "mean", top_k: int | None = None, prompt_format: str = "chat",
                  problem_column: str = "problem", source_column: str = "source", id_column: str = "id",
                  max_length: int = 1024, batch_size: int = 16, dense: bool = False, device: str | None = None,
                  dtype: str = "float32", trust_remote_code: bool = False, reuse_prefix: bool = True,

@@ -63,7 +63,8 @@ class SAESweepConfig:
                 "only the first point runs the reader. A point's own activation_cache=... wins."})
     n_train: int = field(default=2000, metadata={"help": "MATH train problems (random, seeded) the probe fits on."})
     n_test: int = field(default=500, metadata={"help": "First MATH-500 problems the Spearman is measured on."})
-    top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt (as report-signals)."})
+    top_k: int = field(default=0, metadata={"help": "Pooled latents kept per prompt (as report-signals; 0 = every "
+                                                    "active latent)."})
     pooling: str = field(default="mean", metadata={"help": "Pooling of SAE codes over the problem's tokens."})
     max_length: int = field(default=256, metadata={"help": "Prompt tokens read per problem (longer are cut)."})
     reader_dtype: str = field(default="auto", metadata={"help": "Reader dtype when featurizing: float32, bfloat16 "

@@ -47,7 +47,8 @@ class ReportSignalsConfig:
                                                        "`sae` is unset)."})
     sae_k: int = field(default=32, metadata={"help": "k of the default TopK SAE (when `sae` is unset)."})
     layer: int | None = field(default=None, metadata={"help": "Block to read (default: the SAE's own layer)."})
-    top_k: int = field(default=64, metadata={"help": "Pooled latents kept per prompt (featurize top_k)."})
+    top_k: int = field(default=0, metadata={"help": "Pooled latents kept per prompt (featurize top_k; 0 = every "
+                                                    "active latent, the featurize default)."})
     pooling: str = field(default="mean", metadata={"help": "Pooling of SAE codes over the problem's tokens."})
     max_length: int = field(default=256, metadata={"help": "Prompt tokens read per problem (longer are cut)."})
     reader_dtype: str = field(default="auto", metadata={"help": "Reader model dtype when featurizing: float32, "
