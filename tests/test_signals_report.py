@@ -146,3 +146,17 @@ def test_verdict_lines_name_the_goals_and_whether_a_lead_is_established():
     curve.append(row("hybrid", 20, 0.5, 0.3, 0.7))  # a third set whose wide interval reaches the leader's
     assert "overlaps another feature set's, so the lead is not established" in curve_verdict(curve)
     assert curve_verdict([]) == ""
+
+
+def test_variant_verdict_names_the_best_variant_against_dense():
+    from saerl_hf.signals.report_generalisation import variant_verdict
+
+    curve = [{"features": "dense_mean", "n_labels": 50, "spearman": 0.2, "ci95": [0.1, 0.3]},
+             {"features": "dense_mean", "n_labels": 100, "spearman": 0.55, "ci95": [0.5, 0.6]}]
+    variants = [{"variant": "mean:64", "sae": {"spearman": 0.5, "ci95": [0.4, 0.6]}},
+                {"variant": "mean:0", "sae": {"spearman": 0.65, "ci95": [0.62, 0.7]}}]
+    text = variant_verdict(variants, curve)
+    assert text.startswith("Best SAE variant: mean:0, 0.650 [0.620, 0.700] vs dense 0.550 (n = 100)")
+    assert "is met." in text
+    variants[1]["sae"]["spearman"] = 0.58
+    assert "is not met" in variant_verdict(variants, curve) and variant_verdict([], curve) == ""

@@ -188,7 +188,8 @@ def render_generalisation(section: dict) -> str:
     kinds = sorted({k for row in section["quality"] for k in row["leave_one_kind_out"]["per_kind"]})
     return environment().get_template("signals_generalisation.md").render(
         section=section, sizes=sizes, curve=curve, kinds=kinds, fmt=_fmt, ci=_ci,
-        quality_verdict=quality_verdict(section["quality"]), curve_verdict=curve_verdict(section["learning_curve"]))
+        quality_verdict=quality_verdict(section["quality"]), curve_verdict=curve_verdict(section["learning_curve"]),
+        variant_verdict=variant_verdict(section.get("variants") or [], section["learning_curve"]))
 
 
 def quality_verdict(rows: list[dict]) -> str:
@@ -206,6 +207,22 @@ def quality_verdict(rows: list[dict]) -> str:
             best = max(scored, key=lambda fv: fv[1])
             parts.append(f"{goal} >= 0.95: not met (best {best[0]}, {_fmt(best[1])})")
     return "Goals (point estimates): " + "; ".join(parts) + "."
+
+
+def variant_verdict(variants: list[dict], curve: list[dict]) -> str:
+    """The best variant's SAE Spearman against issue 15's difficulty goal (>= 0.60 and >= dense on the same rows:
+    the learning curve's dense fit at the variants' label count, the largest)."""
+    scored = [v for v in variants if _finite(v["sae"]["spearman"])]
+    dense = [r for r in curve if r["features"] == "dense_mean" and _finite(r.get("spearman"))]
+    if not scored or not dense:
+        return ""
+    best, dense_rho = max(scored, key=lambda v: v["sae"]["spearman"]), max(dense, key=lambda r: r["n_labels"])
+    rho = best["sae"]["spearman"]
+    met = rho >= 0.60 and rho >= dense_rho["spearman"]
+    return (f"Best SAE variant: {best['variant']}, {_fmt(rho)}{_ci(best['sae']['ci95'])} vs dense "
+            f"{_fmt(dense_rho['spearman'])} (n = {dense_rho['n_labels']}): the difficulty goal (SAE >= 0.60 and >= "
+            f"dense, point estimates) is {'met' if met else 'not met'}"
+            f"{'; the intervals overlap' if met and dense_rho.get('ci95') and best['sae']['ci95'][0] <= dense_rho['ci95'][1] else ''}.")
 
 
 def curve_verdict(rows: list[dict]) -> str:
