@@ -71,6 +71,11 @@ def generalisation_section(train, test, featurize, config) -> dict:
             "n_real_text": config.n_real_text, "seconds": round(time.perf_counter() - start, 1)}
 
 
+# The report settings that fix a variant's rows and scores (variants_only refuses a run that changes one).
+SAME_ROWS = ("model", "sae", "d_sae", "sae_k", "layer", "max_length", "reader_dtype", "n_train", "n_test", "seed",
+             "bootstrap")
+
+
 def parse_variant(text: str) -> tuple[str, int | None]:
     """``"mean+max:0"`` -> ``("mean+max", None)``; ``"mean:64"`` -> ``("mean", 64)`` (0 or no k: keep all)."""
     from saerl_hf.pooling import POOLINGS
@@ -124,8 +129,7 @@ def _variant_record(cache, config, variant: str, train):
 
     from saerl_hf.sparse import feature_provenance
 
-    key = {name: getattr(config, name) for name in ("model", "sae", "d_sae", "sae_k", "layer", "max_length",
-                                                      "reader_dtype", "n_train", "n_test", "seed", "bootstrap")}
+    key = {name: getattr(config, name) for name in SAME_ROWS}
     key.update(variant=variant, sae_hash=feature_provenance(train).get("sae_hash"))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache / "variants" / f"{variant.replace(':', '_')}-{digest}.json"
@@ -219,10 +223,10 @@ def variant_verdict(variants: list[dict], curve: list[dict]) -> str:
     best, dense_rho = max(scored, key=lambda v: v["sae"]["spearman"]), max(dense, key=lambda r: r["n_labels"])
     rho = best["sae"]["spearman"]
     met = rho >= 0.60 and rho >= dense_rho["spearman"]
+    overlap = met and dense_rho.get("ci95") and best["sae"]["ci95"][0] <= dense_rho["ci95"][1]
     return (f"Best SAE variant: {best['variant']}, {_fmt(rho)}{_ci(best['sae']['ci95'])} vs dense "
             f"{_fmt(dense_rho['spearman'])} (n = {dense_rho['n_labels']}): the difficulty goal (SAE >= 0.60 and >= "
-            f"dense, point estimates) is {'met' if met else 'not met'}"
-            f"{'; the intervals overlap' if met and dense_rho.get('ci95') and best['sae']['ci95'][0] <= dense_rho['ci95'][1] else ''}.")
+            f"dense, point estimates) is {'met' if met else 'not met'}{'; the intervals overlap' if overlap else ''}.")
 
 
 def curve_verdict(rows: list[dict]) -> str:
