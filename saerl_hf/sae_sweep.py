@@ -72,6 +72,8 @@ class SAESweepConfig:
     dense_baseline: bool = field(default=True, metadata={"help": "Also score the dense mean residual on the same "
                                                                  "rows (once, for reference)."})
     bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples (the 95 percent intervals)."})
+    probe_n_jobs: int = field(default=1, metadata={"help": "Parallel cross-validation fits of each difficulty probe "
+                                                           "(-1 = every core; the same probe for any value)."})
     seed: int = field(default=0, metadata={"help": "Seed of the MATH train sample, the probe's CV and the "
                                                    "bootstrap (the SAE training seed is train_options' seed=)."})
     output_dir: str = field(default="outputs/sae-sweep", metadata={"help": "SAEs go to <output_dir>/saes/<name>, "
@@ -220,7 +222,8 @@ def measure_point(point: SweepPoint, info: dict, trained: bool, rows, config: SA
                                                  "activation_blocks")},
            "featurize_seconds": round(sum(seconds), 1) if None not in seconds else None,
            "mean_pooled_l0": float(np.mean(train["sae_l0"])),
-           "difficulty": difficulty_spearman(train, test, "sae", config.seed, config.bootstrap)}
+           "difficulty": difficulty_spearman(train, test, "sae", config.seed, config.bootstrap,
+                                                     config.probe_n_jobs)}
     logger.info("sae-sweep %s: EV %.3f, L0 %.1f, dead %.1f%%, train %s s%s, featurize %s s, Spearman %.3f "
                 "[%.3f, %.3f]", point.name, row["explained_variance"], row["l0"], 100 * row["dead_fraction"],
                 row["train_seconds"], " (reused)" if row["reused"] else "", row["featurize_seconds"],
@@ -232,7 +235,7 @@ def _dense_baseline(train, test, config: SAESweepConfig) -> dict:
     """The dense mean residual on the same rows (the featurized sets carry it): the reference the SAEs must beat."""
     from saerl_hf.signals.report_sweep import difficulty_spearman
 
-    dense = difficulty_spearman(train, test, "dense_mean", config.seed, config.bootstrap)
+    dense = difficulty_spearman(train, test, "dense_mean", config.seed, config.bootstrap, config.probe_n_jobs)
     logger.info("sae-sweep dense baseline: Spearman %.3f [%.3f, %.3f]", dense["spearman"], *dense["ci95"])
     return dense
 

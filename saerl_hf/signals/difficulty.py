@@ -54,6 +54,9 @@ class DifficultyConfig:
                 "stays under 2 GiB (sae+dense, every-latent pooling; cross-validation holds ~3 copies at its peak): "
                 "the same problem, faster on numpy arrays than on CSR there (docs/signals.md has the fit seconds); "
                 "1 keeps every fit sparse."})
+    n_jobs: int = field(default=1, metadata={
+        "help": "Cross-validation fits run in parallel (joblib; -1 = every core): the same probe for any value, "
+                "faster on machines with many cores (each job holds its own copy of a fold's design)."})
     seed: int = field(default=0, metadata={"help": "Seed of the CV split."})
     output_column: str = field(default="difficulty", metadata={"help": "Column added by apply()."})
 
@@ -94,7 +97,7 @@ class DifficultyProbe(LinearProbe):
         regressor = ElasticNetCV(
             l1_ratio=list(config.l1_ratios), alphas=config.n_alphas, cv=KFold(config.cv, shuffle=True,
                                                                              random_state=config.seed),
-            max_iter=config.max_iter, tol=config.tol, n_jobs=1, random_state=config.seed, selection="cyclic",
+            max_iter=config.max_iter, tol=config.tol, n_jobs=config.n_jobs, random_state=config.seed, selection="cyclic",
         )
         design = _dense_when_dense(design, config.dense_fit_density)
         n_convergence = fit_counting_convergence(

@@ -18,7 +18,7 @@ SWEEP_RESULTS = Path("results") / "sae_sweep.json"
 TEMPLATE = "sae_sweep.md"
 
 
-def difficulty_spearman(train, test, features: str, seed: int, bootstrap: int) -> dict:
+def difficulty_spearman(train, test, features: str, seed: int, bootstrap: int, n_jobs: int = 1) -> dict:
     """Spearman with MATH-500 level of the difficulty probe fitted on ``train``'s levels, with its 95% interval:
     the "SAE, ElasticNetCV" / "dense, ElasticNetCV" rows of docs/signals.md (same probe, scaling and bootstrap)."""
     from saerl_hf.signals.difficulty import DifficultyConfig, DifficultyProbe
@@ -26,7 +26,8 @@ def difficulty_spearman(train, test, features: str, seed: int, bootstrap: int) -
     from saerl_hf.signals.report_sections import bootstrap_ci
 
     scaling = "log1p" if features == "sae" else "std"
-    probe = DifficultyProbe(DifficultyConfig(label_column="level", features=features, scaling=scaling, seed=seed))
+    probe = DifficultyProbe(DifficultyConfig(label_column="level", features=features, scaling=scaling, seed=seed,
+                                              n_jobs=n_jobs))
     predicted = probe.fit(train).predict(test)
     levels = np.asarray(test["level"], dtype=float)
     m = probe.metrics
