@@ -27,7 +27,7 @@ import numpy as np
 
 from saerl_hf.configs import ConfigError
 
-__all__ = ["SAESweepConfig", "SweepPoint", "cli_main", "run_sweep", "sweep_points"]
+__all__ = ["SAESweepConfig", "SweepPoint", "cli_main", "run_sweep", "sweep_points", "token_label"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,8 @@ def _train_config(config: SAESweepConfig, pairs: list[tuple[str, str]]):
     return train_config
 
 
-def _tokens(n: int) -> str:
+def token_label(n: int) -> str:
+    """``2000000`` -> ``2M``: the token budget in point names and section headings."""
     for unit, size in (("M", 1_000_000), ("k", 1_000)):
         if n >= size:
             return f"{n / size:g}{unit}"
@@ -146,7 +147,7 @@ def sweep_points(config: SAESweepConfig) -> list[SweepPoint]:
         train_config = _train_config(config, pairs)
         overrides = [f"{key}={value}" for key, value in pairs if key not in GRID_FIELDS]
         suffix = "".join("-" + re.sub(r"[^A-Za-z0-9_.+-]+", "_", item.replace("=", "")) for item in overrides)
-        name = name or f"w{train_config.d_sae}-k{train_config.k}-{_tokens(train_config.training_tokens)}{suffix}"
+        name = name or f"w{train_config.d_sae}-k{train_config.k}-{token_label(train_config.training_tokens)}{suffix}"
         out = Path(config.output_dir) / "saes" / name
         points.append(SweepPoint(name, replace(train_config, output_dir=str(out)), overrides))
     names = [p.name for p in points]
@@ -214,9 +215,11 @@ def measure_point(point: SweepPoint, info: dict, trained: bool, rows, config: SA
     train, test = featurize(rows[0], names[0]), featurize(rows[1], names[1])
     seconds = [featurize.timings.get(name, {}).get("seconds") for name in names]
     metrics = info.get("metrics", {})
+    trained_on = metrics.get("device_name") or info.get("config", {}).get("device")
     row = {"name": point.name, "sae_dir": point.train_config.output_dir, "d_sae": point.train_config.d_sae,
            "k": point.train_config.k, "training_tokens": point.train_config.training_tokens,
            "overrides": point.overrides, "reused": not trained, "sae_hash": info.get("sae_hash"),
+           "trained_on": trained_on,
            **{key: metrics.get(key) for key in ("explained_variance", "l0", "dead_fraction", "train_seconds",
                                                  "train_tokens", "eval_tokens", "activation_blocks_cached",
                                                  "activation_blocks")},

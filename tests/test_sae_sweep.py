@@ -53,6 +53,7 @@ def test_sweep_trains_one_sae_per_point_and_writes_finite_metrics(first_sweep):
     assert saved["partial"] is False and saved["n_train"] == 60 and saved["n_test"] == 30
     for point, width in zip(saved["points"], (64, 128)):
         assert point["d_sae"] == width and point["reused"] is False and point["train_tokens"] > 0
+        assert point["trained_on"] == "cpu"  # the device that trained it, from its sae_training.json
         for key in ("explained_variance", "l0", "dead_fraction", "train_seconds", "featurize_seconds",
                     "mean_pooled_l0"):
             assert math.isfinite(point[key]), (point["name"], key)
@@ -94,7 +95,7 @@ def test_a_changed_setting_retrains_that_point_only(first_sweep, tmp_path):
 def test_the_section_has_every_point_and_the_pick(first_sweep):
     tmp_path, config, results = first_sweep
     text = render_sweep(results)
-    assert "## Which SAE? A width and k sweep" in text and results["command"] in text
+    assert "## Which SAE? A sweep at 4.096k training tokens" in text and results["command"] in text
     for point in results["points"]:
         assert f"| `{point['name']}` | {point['d_sae']} | 8 | " in text
     assert "| dense baseline (mean residual, d_in 64) |" in text
@@ -106,6 +107,13 @@ def test_the_section_has_every_point_and_the_pick(first_sweep):
     saved = json.loads((tmp_path / "docs" / "results" / "sae_sweep.json").read_text())  # the latest run's
     assert sweep_section_for(tmp_path / "docs" / "signals.md") == render_sweep(saved)  # what report-signals appends
     assert sweep_section_for(tmp_path / "elsewhere" / "signals.md") == ""
+    # A second sweep's results beside the first (the 10M-token GPU points): one section each, in name order.
+    later = {**saved, "config": {**saved["config"], "training_tokens": 10_000_000}}
+    (tmp_path / "docs" / "results" / "sae_sweep_10m.json").write_text(json.dumps(later))
+    both = sweep_section_for(tmp_path / "docs" / "signals.md")
+    assert both == render_sweep(saved) + render_sweep(later)
+    assert both.index("A sweep at 4.096k training tokens") < both.index("A sweep at 10M training tokens")
+    (tmp_path / "docs" / "results" / "sae_sweep_10m.json").unlink()
 
 
 def test_best_point_says_when_the_intervals_overlap():

@@ -155,3 +155,12 @@ def test_a_dense_enough_design_is_fitted_dense_and_gives_the_same_probe(data):
     np.testing.assert_allclose(wide[0.1].predict(test), wide[1.0].predict(test), rtol=1e-3, atol=1e-3)
     sparse_only = DifficultyProbe(DifficultyConfig(features="sae", cv=3, n_alphas=6)).fit(train)
     assert sparse_only.metrics["fit_on"] == "sparse"  # 12 of 128 latents stored: below the default 0.1
+
+
+def test_parallel_cross_validation_gives_the_same_probe(data):
+    """n_jobs only spreads the CV fits over processes: same alpha, l1_ratio and predictions as one process."""
+    train, test = data
+    fits = [DifficultyProbe(DifficultyConfig(features="sae", cv=3, n_alphas=6, n_jobs=n)).fit(train) for n in (1, 2)]
+    assert fits[0].metrics["alpha"] == fits[1].metrics["alpha"]
+    assert fits[0].metrics["l1_ratio"] == fits[1].metrics["l1_ratio"]
+    np.testing.assert_array_equal(fits[0].predict(test), fits[1].predict(test))

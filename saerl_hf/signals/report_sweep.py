@@ -3,7 +3,8 @@
 ``saerl-hf sae-sweep`` (:mod:`saerl_hf.sae_sweep`) trains the SAEs and featurizes; here is what it measures on the
 featurized rows (the same ElasticNet difficulty probe and bootstrap interval as ``report-signals``) and how its
 ``sae_sweep.json`` becomes Markdown (``templates/sae_sweep.md``). ``report-signals`` appends that section to
-docs/signals.md when ``docs/results/sae_sweep.json`` exists beside the page.
+docs/signals.md for every ``docs/results/sae_sweep*.json`` beside the page (one section per sweep: the 2M-token CPU
+grid, the 10M-token GPU points).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-#: Where the sweep's results live, relative to the page that shows them (docs/signals.md -> docs/results/...).
+#: Where the sweeps' results live, relative to the page that shows them (docs/signals.md -> docs/results/...).
 SWEEP_RESULTS = Path("results") / "sae_sweep.json"
+#: Every sweep results file shown on the page, in name order (sae_sweep.json first).
+SWEEP_GLOB = "sae_sweep*.json"
 TEMPLATE = "sae_sweep.md"
 
 
@@ -57,14 +60,17 @@ def render_sweep(results: dict) -> str:
     env = environment()
     env.filters["num"] = _fmt
     env.filters["interval"] = lambda ci: f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "n/a"
+    from saerl_hf.sae_sweep import token_label
+
     return env.get_template(TEMPLATE).render(results=results, best=best_point(results["points"]),
-                                             config=results["config"])
+                                             config=results["config"],
+                                             budget=token_label(results["config"]["training_tokens"]))
 
 
 def sweep_section_for(page: str | Path) -> str:
-    """The section for a page (``docs/signals.md``) when the sweep's results exist beside it, else ``""``."""
-    path = Path(page).parent / SWEEP_RESULTS
-    return render_sweep(json.loads(path.read_text())) if path.is_file() else ""
+    """The sections for a page (``docs/signals.md``): one per sweep results file beside it, else ``""``."""
+    paths = sorted((Path(page).parent / SWEEP_RESULTS.parent).glob(SWEEP_GLOB))
+    return "".join(render_sweep(json.loads(path.read_text())) for path in paths)
 
 
 def _fmt(value, spec: str = ".3f") -> str:
