@@ -43,7 +43,7 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     for heading in ("## Difficulty", "## Quality", "## Diversity", "## Cost", "## Verdict"):
         assert heading in text
     for row in ("| SAE, ElasticNetCV |", "| dense, ElasticNetCV |", "| prompt length (tokens) |",
-                "| SAE, logistic |", "| dense, logistic |", "| SAE k-means |", "| dense k-means |",
+                "| SAE, logistic |", "| dense, logistic |", "| SAE k-means (`log1p_idf`) |", "| SAE k-means, no idf (`log1p`) |", "| dense k-means (`std`) |",
                 "| pass-rate labeller, k=4, 4 new tokens |"):
         assert row in text, row
     for line in ("## SAE, dense and hybrid on the same rows", "### Quality on what it did not see",

@@ -309,3 +309,25 @@ def test_deduplicate_counts_exact_and_near_duplicates():
     assert strict["near_duplicates"] == 0 and strict["exact_duplicates"] == 3
     with pytest.raises(ValueError, match="No 'cluster' column"):
         deduplicate(data.remove_columns("cluster"))
+
+
+def test_idf_scaling_is_sklearns_tfidf_and_weighs_rare_latents_more():
+    """log1p_idf = log1p then sklearn's smoothed idf per column: a latent on every row gets the least weight, and
+    the L2-normalised rows the clusters see equal TfidfTransformer's output on the same log1p values."""
+    from scipy import sparse as sp
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.preprocessing import normalize
+
+    from saerl_hf.signals.matrix import apply_scaler, fit_scaler, idf_weights, transform
+
+    rng = np.random.default_rng(0)
+    dense = rng.exponential(1.0, (40, 6)) * (rng.random((40, 6)) < [1.0, 0.9, 0.5, 0.2, 0.05, 0.0])
+    matrix = sp.csr_matrix(dense)
+    logged = transform(matrix, "log1p_idf")
+    center, scale = fit_scaler(logged, "log1p_idf")
+    ours = normalize(apply_scaler(logged, center, scale)).toarray()
+    reference = TfidfTransformer(smooth_idf=True).fit(logged)
+    np.testing.assert_allclose(1.0 / scale, reference.idf_)
+    np.testing.assert_allclose(ours, reference.transform(logged).toarray(), atol=1e-12)
+    weights = idf_weights(matrix)
+    assert np.all(np.diff(weights[:5]) > 0)  # rarer columns weigh more

@@ -41,8 +41,10 @@ class ClusterConfig:
     features: str = field(default=SAE, metadata={"help": "Feature set: 'sae' (sparse SAE features), 'dense' (the "
                                                           "mean residual, alias of 'dense_mean') or 'sae+dense' "
                                                           "(both blocks, each scaled to equal weight)."})
-    scaling: str = field(default="log1p", metadata={"help": "Before L2 normalisation: log1p | log1p_std | std | "
-                                                            "none ('std' centres dense features)."})
+    scaling: str = field(default="log1p_idf", metadata={
+        "help": "Before L2 normalisation: log1p_idf (log1p, then each latent weighted by its inverse document "
+                "frequency; measured best, docs/signals.md) | log1p | log1p_std | std | none ('std' centres dense "
+                "features)."})
     n_init: int = field(default=4, metadata={"help": "k-means restarts (best inertia kept)."})
     max_iter: int = field(default=300, metadata={"help": "k-means iterations per restart."})
     seed: int = field(default=0, metadata={"help": "k-means seed."})
@@ -82,7 +84,7 @@ class ClusterMap:
 
 
 class ClusterModel:
-    """k-means on L2-normalised (log1p) features; ``predict``/``apply`` give ``cluster`` ids."""
+    """k-means on L2-normalised (log1p, idf-weighted) features; ``predict``/``apply`` give ``cluster`` ids."""
 
     KIND = "clusters"
 

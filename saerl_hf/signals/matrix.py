@@ -27,7 +27,7 @@ DENSE = "dense_mean"
 HYBRID = "sae+dense"
 FEATURE_SETS = (SAE, DENSE, HYBRID)
 FEATURE_ALIASES = {"dense": DENSE}
-SCALINGS = ("log1p", "log1p_std", "std", "none")
+SCALINGS = ("log1p", "log1p_std", "log1p_idf", "std", "none")
 # What identifies the dense feature space (no SAE involved).
 DENSE_IDENTITY_KEYS = ("model", "layer", "hook", "d_in", "pooling")
 
@@ -161,6 +161,8 @@ def fit_scaler(matrix, scaling: str, split: int | None = None) -> tuple[np.ndarr
     if split is not None:
         return _hybrid_scaler(matrix, scaling, split)
     width = matrix.shape[1]
+    if scaling == "log1p_idf":
+        return np.zeros(width), 1.0 / idf_weights(matrix)
     if scaling not in ("log1p_std", "std"):
         return np.zeros(width), np.ones(width)
     from sklearn.preprocessing import StandardScaler
@@ -168,6 +170,15 @@ def fit_scaler(matrix, scaling: str, split: int | None = None) -> tuple[np.ndarr
     scaler = StandardScaler(with_mean=not sp.issparse(matrix)).fit(matrix)
     center = scaler.mean_ if scaler.with_mean else np.zeros(width)
     return np.asarray(center, np.float64), np.asarray(scaler.scale_, np.float64)
+
+
+def idf_weights(matrix) -> np.ndarray:
+    """Smoothed inverse document frequency per column, ``ln((1 + n) / (1 + df)) + 1`` (sklearn's
+    ``TfidfTransformer``): a latent that fires on nearly every prompt (format, "this is math") carries no topic
+    and would otherwise dominate cosine distances; rare, topical latents weigh more."""
+    matrix = sp.csr_matrix(matrix)
+    df = np.bincount(matrix.indices[matrix.data != 0], minlength=matrix.shape[1])
+    return np.log((1.0 + matrix.shape[0]) / (1.0 + df)) + 1.0
 
 
 def _hybrid_scaler(matrix, scaling: str, split: int) -> tuple[np.ndarray, np.ndarray]:
