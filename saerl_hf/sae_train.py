@@ -115,15 +115,17 @@ class TrainSAEConfig:
                 "off (activations are recomputed)."})
     max_texts: int | None = field(default=None, metadata={"help": "Use at most this many texts (debugging)."})
     seed: int = field(default=0, metadata={"help": "Seed for text order, buffer shuffling and init."})
-    device: str = field(default="cpu", metadata={"help": "Device for model and SAE (cpu, cuda, cuda:1)."})
+    device: str = field(default="auto", metadata={"help": "Device for model and SAE: auto (cuda when a GPU is "
+                                                            "visible, else cpu), cpu, cuda, cuda:1."})
     dtype: str = field(default="auto", metadata={
         "help": "Reader model dtype; auto = bfloat16 where it is native (AVX512-BF16/AMX CPUs, Ampere+ GPUs), else "
                 "float32: the rule featurize uses, so the SAE is trained on the activations it will read."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code (off by default)."})
 
     def __post_init__(self):
-        from saerl_hf.devices import resolve_dtype
+        from saerl_hf.devices import default_device, resolve_dtype
 
+        self.device = default_device() if self.device == "auto" else self.device  # what checkpoints record
         self.dtype = resolve_dtype(self.dtype, self.device)  # the resolved name is what checkpoints and cards record
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got '{self.architecture}'.")
