@@ -21,7 +21,7 @@ from saerl_hf.signals.report_sweep import best_point, render_sweep, sweep_sectio
 
 # tests/conftest.py's TINY_SAE_SETTINGS, as the sweep's shared train-sae options
 TRAIN_OPTIONS = ["train_batch_size=128", "buffer_tokens=2048", "lr=0.003", "sources=gsm8k:test,svamp",
-                 "max_texts=150", "eval_tokens=1024", "context_size=128"]
+                 "max_texts=150", "eval_tokens=1024", "context_size=128", "device=cpu"]
 
 
 def _config(tmp_path, model: str, **overrides) -> SAESweepConfig:

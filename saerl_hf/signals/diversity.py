@@ -41,10 +41,10 @@ class ClusterConfig:
     features: str = field(default=SAE, metadata={"help": "Feature set: 'sae' (sparse SAE features), 'dense' (the "
                                                           "mean residual, alias of 'dense_mean') or 'sae+dense' "
                                                           "(both blocks, each scaled to equal weight)."})
-    scaling: str = field(default="log1p_idf", metadata={
+    scaling: str | None = field(default=None, metadata={
         "help": "Before L2 normalisation: log1p_idf (log1p, then each latent weighted by its inverse document "
                 "frequency; measured best, docs/signals.md) | log1p | log1p_std | std | none ('std' centres dense "
-                "features)."})
+                "features). Default: log1p_idf for 'sae' and 'sae+dense', std for 'dense'."})
     n_init: int = field(default=4, metadata={"help": "k-means restarts (best inertia kept)."})
     max_iter: int = field(default=300, metadata={"help": "k-means iterations per restart."})
     seed: int = field(default=0, metadata={"help": "k-means seed."})
@@ -52,6 +52,8 @@ class ClusterConfig:
 
     def __post_init__(self):
         self.features = feature_set(self.features)
+        if self.scaling is None:  # the residual is signed and dense: log1p would clip it, idf is 1 everywhere
+            self.scaling = "std" if self.features == DENSE else "log1p_idf"
 
 
 def l2_normalise(matrix):

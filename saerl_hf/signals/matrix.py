@@ -176,7 +176,8 @@ def idf_weights(matrix) -> np.ndarray:
     """Smoothed inverse document frequency per column, ``ln((1 + n) / (1 + df)) + 1`` (sklearn's
     ``TfidfTransformer``): a latent that fires on nearly every prompt (format, "this is math") carries no topic
     and would otherwise dominate cosine distances; rare, topical latents weigh more."""
-    matrix = sp.csr_matrix(matrix)
+    matrix = sp.csr_matrix(matrix, copy=True)
+    matrix.sum_duplicates()  # a column stored twice in a row is one occurrence
     df = np.bincount(matrix.indices[matrix.data != 0], minlength=matrix.shape[1])
     return np.log((1.0 + matrix.shape[0]) / (1.0 + df)) + 1.0
 

@@ -118,8 +118,8 @@ def run_report(config: ReportSignalsConfig) -> dict:
 
 
 def _page(results: dict, config: ReportSignalsConfig, page_path: str | None = None) -> str:
-    """The page: the measured sections, the feature-set sections when they were measured, then the SAE sweep's
-    section when its results (``results/sae_sweep.json`` beside the page written, ``page_path``) exist."""
+    """The page: the measured sections, the feature-set sections when they were measured, then one section per SAE
+    sweep whose results (``results/sae_sweep*.json`` beside the page written, ``page_path``) exist."""
     from saerl_hf.signals.report_generalisation import render_generalisation
     from saerl_hf.signals.report_sweep import sweep_section_for
 

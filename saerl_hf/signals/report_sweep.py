@@ -62,9 +62,13 @@ def render_sweep(results: dict) -> str:
     env.filters["interval"] = lambda ci: f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "n/a"
     from saerl_hf.sae_sweep import token_label
 
+    budget = results["config"]["training_tokens"]
+    others = sorted({p["training_tokens"] for p in results["points"]}, reverse=True)
+
     return env.get_template(TEMPLATE).render(results=results, best=best_point(results["points"]),
                                              config=results["config"],
-                                             budget=token_label(results["config"]["training_tokens"]))
+                                             budget=token_label(budget), other_budgets=[
+                                                 token_label(n) for n in others if n != budget])
 
 
 def sweep_section_for(page: str | Path) -> str:
