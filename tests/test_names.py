@@ -159,6 +159,7 @@ def _recipe_parsers():
     from saerl_hf.experiment import ExperimentConfig
     from saerl_hf.grpo import parse_args
     from saerl_hf.sae_sweep import SAESweepConfig
+    from saerl_hf.sae_train import TrainSAEConfig
     from saerl_hf.warmstart import WarmStartConfig
 
     def single(cls):
@@ -167,7 +168,10 @@ def _recipe_parsers():
     cpu = ["--bf16", "false", "--use_cpu", "true", "--use_vllm", "false"]  # the GPU recipes parse on a CPU too
     return {"curate": single(CurateConfig), "grpo": lambda argv: parse_args([*argv, *cpu]),
             "warmstart": single(WarmStartConfig), "calibrate": single(CalibrateConfig),
-            "experiment": single(ExperimentConfig), "sae": single(SAESweepConfig)}
+            "experiment": single(ExperimentConfig),
+            # recipes/<model>/sae/: sweep*.yaml are `sae-sweep` configs, the others `train-sae` ones (default.yaml)
+            "sae": lambda argv: (single(SAESweepConfig) if Path(argv[1]).name.startswith("sweep")
+                                 else single(TrainSAEConfig))(argv)}
 
 
 RECIPES = sorted(p for p in (ROOT / "recipes").rglob("*.y*ml") if p.parent.name != "accelerate_configs")

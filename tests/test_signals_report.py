@@ -106,14 +106,14 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
 
 def test_the_committed_page_is_the_render_of_the_committed_results(tmp_path):
     """docs/signals.md is what `--render_only` makes of docs/results/signals/results.json (the run's record), so
-    the page's numbers regenerate from the repository (plus the sweep section when its JSON is beside the page)."""
+    the page's numbers regenerate from the repository (plus a section per sweep JSON beside the page)."""
     import shutil
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "docs" / "results").mkdir(parents=True)
-    if (root / "docs" / "results" / "sae_sweep.json").is_file():
-        shutil.copy(root / "docs" / "results" / "sae_sweep.json", tmp_path / "docs" / "results")
+    for sweep in (root / "docs" / "results").glob("sae_sweep*.json"):  # one section per sweep beside the page
+        shutil.copy(sweep, tmp_path / "docs" / "results")
     out = tmp_path / "docs" / "signals.md"
     assert cli(["report-signals", "--render_only", "true", "--cache_dir", str(root / "docs" / "results" / "signals"),
                 "--output", str(out)]) == 0
