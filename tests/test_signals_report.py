@@ -160,3 +160,7 @@ def test_variant_verdict_names_the_best_variant_against_dense():
     assert "is met." in text
     variants[1]["sae"]["spearman"] = 0.58
     assert "is not met" in variant_verdict(variants, curve) and variant_verdict([], curve) == ""
+    assert "own featurization" not in text  # no SAE row in this curve
+    curve.append({"features": "sae", "n_labels": 100, "spearman": 0.61, "ci95": [0.55, 0.66]})
+    assert variant_verdict(variants, curve).endswith(
+        "The page's own featurization (the tables above) on the same rows: 0.610 [0.550, 0.660].")

@@ -226,7 +226,15 @@ def variant_verdict(variants: list[dict], curve: list[dict]) -> str:
     overlap = met and dense_rho.get("ci95") and best["sae"]["ci95"][0] <= dense_rho["ci95"][1]
     return (f"Best SAE variant: {best['variant']}, {_fmt(rho)}{_ci(best['sae']['ci95'])} vs dense "
             f"{_fmt(dense_rho['spearman'])} (n = {dense_rho['n_labels']}): the difficulty goal (SAE >= 0.60 and >= "
-            f"dense, point estimates) is {'met' if met else 'not met'}{'; the intervals overlap' if overlap else ''}.")
+            f"dense, point estimates) is {'met' if met else 'not met'}{'; the intervals overlap' if overlap else ''}."
+            + _own_setting(curve, dense_rho["n_labels"]))
+
+
+def _own_setting(curve: list[dict], n: int) -> str:
+    """The page's own featurization on the same rows (the learning curve's SAE fit at ``n``), beside the variants."""
+    own = [r for r in curve if r["features"] == "sae" and r["n_labels"] == n and _finite(r.get("spearman"))]
+    return (f" The page's own featurization (the tables above) on the same rows: {_fmt(own[0]['spearman'])}"
+            f"{_ci(own[0].get('ci95'))}." if own else "")
 
 
 def curve_verdict(rows: list[dict]) -> str:
