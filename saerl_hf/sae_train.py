@@ -171,7 +171,8 @@ def evaluate_sae(sae, activations: torch.Tensor, batch_size: int = 4096) -> dict
 
 
 def _device_name(device: str) -> str:
-    """What trained the SAE, for its record: the GPU's name (train seconds differ ~100x between the two), else cpu."""
+    """What trained the SAE, for its record: the GPU's name (train seconds differ ~100x between the two), else
+    the device as given (cpu)."""
     return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device
 
 

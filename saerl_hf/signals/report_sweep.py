@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-#: Where the sweeps' results live, relative to the page that shows them (docs/signals.md -> docs/results/...).
-SWEEP_RESULTS = Path("results") / "sae_sweep.json"
-#: Every sweep results file shown on the page, in name order (sae_sweep.json first).
-SWEEP_GLOB = "sae_sweep*.json"
+#: Where the sweeps' results live, relative to the page that shows them (docs/signals.md -> docs/results/...),
+#: and which files there are sweeps: one section each, in name order (sae_sweep.json first).
+SWEEP_DIR, SWEEP_GLOB = Path("results"), "sae_sweep*.json"
 TEMPLATE = "sae_sweep.md"
 
 
@@ -55,25 +54,23 @@ def best_point(points: list[dict]) -> dict | None:
 
 def render_sweep(results: dict) -> str:
     """The sweep's Markdown section, every number from ``results`` (the saved ``sae_sweep.json``)."""
+    from saerl_hf.sae_sweep import token_label
     from saerl_hf.templating import environment
 
+    budget = results["config"]["training_tokens"]
+    others = sorted({p["training_tokens"] for p in results["points"]} - {budget}, reverse=True)
     env = environment()
     env.filters["num"] = _fmt
     env.filters["interval"] = lambda ci: f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "n/a"
-    from saerl_hf.sae_sweep import token_label
-
-    budget = results["config"]["training_tokens"]
-    others = sorted({p["training_tokens"] for p in results["points"]}, reverse=True)
-
     return env.get_template(TEMPLATE).render(results=results, best=best_point(results["points"]),
                                              config=results["config"],
-                                             budget=token_label(budget), other_budgets=[
-                                                 token_label(n) for n in others if n != budget])
+                                             budget=token_label(budget),
+                                             other_budgets=[token_label(n) for n in others])
 
 
 def sweep_section_for(page: str | Path) -> str:
     """The sections for a page (``docs/signals.md``): one per sweep results file beside it, else ``""``."""
-    paths = sorted((Path(page).parent / SWEEP_RESULTS.parent).glob(SWEEP_GLOB))
+    paths = sorted((Path(page).parent / SWEEP_DIR).glob(SWEEP_GLOB))
     return "".join(render_sweep(json.loads(path.read_text())) for path in paths)
 
 
