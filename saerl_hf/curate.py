@@ -47,6 +47,11 @@ from saerl_hf.pool import (  # noqa: F401  (re-exported: the pool stages live in
 
 logger = logging.getLogger(__name__)
 
+#: Bump when the same settings fit other signals (2: idf-weighted SAE clusters): stages written by an older version
+#: from SIGNAL_STAGES on are refitted on resume, and the featurized pool (the expensive part) is kept.
+SIGNALS_VERSION = 2
+SIGNAL_STAGES = ("06_probes", "07_signals", "08_filter", "09_order")
+
 
 # ----------------------------------------------------------------------------------------------- stages
 
@@ -284,7 +289,8 @@ def _count(values) -> dict:
 
 
 def _check_config_unchanged(out: Path, config: CurateConfig) -> None:
-    """Resuming with different settings would mix stages of two runs: refuse, and say how to proceed."""
+    """Resuming with different settings would mix stages of two runs: refuse, and say how to proceed. Stages fitted
+    by an older :data:`SIGNALS_VERSION` are refitted (main process; the others only featurize)."""
     from saerl_hf.distributed import is_main
 
     path = out / "stages" / "config.json"
@@ -293,6 +299,7 @@ def _check_config_unchanged(out: Path, config: CurateConfig) -> None:
         from saerl_hf.configs import upgrade_options
 
         previous = upgrade_options(json.loads(path.read_text()), (CurateConfig,), warn=False)  # older key names
+        version = previous.pop("signals_version", 1)
         # A setting added to CurateConfig after that run was made is compared at its default value.
         defaults = {k: v for k, v in asdict(CurateConfig(sources=config.sources)).items() if k in current}
         changed = sorted(k for k in set(previous) | set(current)
@@ -302,9 +309,17 @@ def _check_config_unchanged(out: Path, config: CurateConfig) -> None:
                 f"{out} holds a curate run with other settings ({', '.join(changed)}). Fix: choose another "
                 f"--output_dir, or delete {out / 'stages'} to start over."
             )
-    elif is_main():  # under a launcher the other ranks only read it
+        if version == SIGNALS_VERSION or not is_main():
+            return
+        stale = [out / "stages" / name for name in SIGNAL_STAGES if (out / "stages" / name).exists()]
+        logger.warning("curate: %s was fitted by signals version %s (now %s): refitting %s; the featurized pool is "
+                       "kept.", out, version, SIGNALS_VERSION, ", ".join(p.name for p in stale) or "nothing")
+        for stage in stale:
+            shutil.rmtree(stage)
+    if is_main():  # under a launcher the other ranks only read it
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
+        tmp.write_text(json.dumps({**current, "signals_version": SIGNALS_VERSION}, indent=2, sort_keys=True,
+                                  default=str))
         tmp.replace(path)
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from datasets import load_from_disk
 
-from saerl_hf.curate import CurateConfig, CurateError, run_curate
+from saerl_hf.curate import SIGNALS_VERSION, CurateConfig, CurateError, run_curate
 from saerl_hf.stages import content_hash
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,6 +146,27 @@ def test_a_run_made_before_a_new_setting_existed_still_resumes(curated, tiny_mod
             run_curate(small_config(tiny_model_dir, tiny_sae_dir, out, reader_dtype="bfloat16"), command="pytest")
     finally:
         path.write_text(json.dumps(saved))
+
+
+def test_stages_fitted_by_an_older_signals_version_are_refitted_and_the_pool_kept(curated, tiny_model_dir,
+                                                                                     tiny_sae_dir, caplog):
+    """A run from before idf-weighted clusters (no signals_version) resumes: its probes and later stages are fitted
+    again, its featurized chunks are reused; the refitted run equals the reference."""
+    out, summary = curated
+    path = out / "stages" / "config.json"
+    saved = json.loads(path.read_text())
+    assert saved["signals_version"] == SIGNALS_VERSION
+    featurized = {p: p.stat().st_mtime_ns for p in (out / "stages" / "03_featurize").rglob("_SAERL_STAGE_DONE.json")}
+    probes = (out / "stages" / "06_probes" / "_SAERL_STAGE_DONE.json").stat().st_mtime_ns
+    path.write_text(json.dumps({k: v for k, v in saved.items() if k != "signals_version"}))
+    with caplog.at_level("WARNING", logger="saerl_hf.curate"):
+        again = run_curate(small_config(tiny_model_dir, tiny_sae_dir, out), command="pytest")
+    assert "fitted by signals version 1" in caplog.text and "06_probes" in caplog.text
+    assert again["content_hash"] == summary["content_hash"]
+    assert (out / "stages" / "06_probes" / "_SAERL_STAGE_DONE.json").stat().st_mtime_ns != probes
+    assert {p: p.stat().st_mtime_ns for p in (out / "stages" / "03_featurize").rglob("_SAERL_STAGE_DONE.json")} \
+        == featurized
+    assert json.loads(path.read_text())["signals_version"] == SIGNALS_VERSION
 
 
 def _torchrun(args, tmp_path, timeout=600):
