@@ -279,12 +279,15 @@ def run_sweep(config: SAESweepConfig, argv: list[str] | None = None) -> dict:
         bar.set_postfix_str(point.name)
         info, trained = train_or_reuse(point)
         row, (train, test) = measure_point(point, info, trained, rows, config)
+        provenance = feature_provenance(train)
+        row["layer"] = provenance.get("layer")  # a point may set its own (override_sets: 'layer=8')
         results["points"].append(row)
-        if "layer" not in results:  # the reader is the same for every point: read its provenance once
-            provenance = feature_provenance(train)
-            results.update(layer=provenance.get("layer"), reader_dtype=provenance.get("dtype"))
-            if config.dense_baseline:
-                results["dense"] = {**_dense_baseline(train, test, config), "d_in": provenance.get("d_in")}
+        results.setdefault("layer", row["layer"])  # the first point's block (the old files' one field)
+        results["reader_dtype"] = provenance.get("dtype")
+        blocks = results.setdefault("dense_by_layer", {})
+        if config.dense_baseline and str(row["layer"]) not in blocks:  # the dense residual of each block read
+            blocks[str(row["layer"])] = {**_dense_baseline(train, test, config), "d_in": provenance.get("d_in")}
+            results["dense"] = results["dense"] or blocks[str(row["layer"])]
         _write(config.results, results, started, partial=len(results["points"]) < len(points))
     bar.close()
     logger.info("sae-sweep: %d point(s) in %.0f s -> %s", len(points), time.time() - started, config.results)

@@ -97,8 +97,8 @@ def test_the_section_has_every_point_and_the_pick(first_sweep):
     text = render_sweep(results)
     assert "## Which SAE? A sweep at 4.096k training tokens" in text and results["command"] in text
     for point in results["points"]:
-        assert f"| `{point['name']}` | {point['d_sae']} | 8 | " in text
-    assert "| dense baseline (mean residual, d_in 64) |" in text
+        assert f"| `{point['name']}` | {point['layer']} | {point['d_sae']} | 8 | " in text
+    assert "| dense baseline (mean residual, d_in 64) | 2 |" in text and "block 2. Every SAE" in text
     blocks = results["points"][1]["activation_blocks"]
     assert f"| {blocks:,} of {blocks:,} blocks |" in text  # the second point read its activations from the cache
     assert all(line.count("|") == text.splitlines()[text.splitlines().index(line) - 1].count("|")
@@ -114,6 +114,24 @@ def test_the_section_has_every_point_and_the_pick(first_sweep):
     assert both == render_sweep(saved) + render_sweep(later)
     assert both.index("A sweep at 4.096k training tokens") < both.index("A sweep at 10M training tokens")
     (tmp_path / "docs" / "results" / "sae_sweep_10m.json").unlink()
+
+
+def test_points_on_other_blocks_record_their_block_and_its_dense_baseline(first_sweep, tmp_path):
+    _, config, results = first_sweep
+    shutil.copytree(config.output_dir, tmp_path / "sweep")
+    config = replace(config, output_dir=str(tmp_path / "sweep"), results=str(tmp_path / "sae_sweep.json"),
+                     extra_points=["block1:d_sae=64,k=8,layer=1"])
+    again = run_sweep(config)
+    assert [(p["name"], p["layer"], p["reused"]) for p in again["points"]] == [("w64-k8-4.096k", 2, True),
+                                                                                ("block1", 1, False)]
+    # Block 1 has its own activations (the cache is keyed by the hook) and its own dense baseline.
+    assert again["points"][1]["activation_blocks_cached"] == 0
+    assert sorted(again["dense_by_layer"]) == ["1", "2"] and again["dense"] == again["dense_by_layer"]["2"]
+    assert again["dense_by_layer"]["1"]["spearman"] != again["dense_by_layer"]["2"]["spearman"]
+    text = render_sweep(again)
+    assert "blocks 1, 2 (each SAE reads its own" in text
+    assert "| `block1` | 1 | 64 | 8 | " in text
+    assert "| dense baseline (mean residual, d_in 64) | 1 |" in text and "| dense baseline (mean residual, d_in 64) | 2 |" in text
 
 
 def test_best_point_says_when_the_intervals_overlap():

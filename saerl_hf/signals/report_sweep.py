@@ -62,10 +62,24 @@ def render_sweep(results: dict) -> str:
     env = environment()
     env.filters["num"] = _fmt
     env.filters["interval"] = lambda ci: f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "n/a"
+    dense = dense_by_block(results)
+    best_dense = max(({"block": block, **row} for block, row in dense.items()), key=lambda d: d["spearman"],
+                     default=None)
+    blocks = sorted({p.get("layer", results.get("layer")) for p in results["points"]} | {int(b) for b in dense},
+                    key=lambda b: (b is None, b))
     return env.get_template(TEMPLATE).render(results=results, best=best_point(results["points"]),
-                                             config=results["config"],
+                                             config=results["config"], dense=dense, best_dense=best_dense,
+                                             blocks=blocks,
                                              budget=token_label(budget),
                                              other_budgets=[token_label(n) for n in others])
+
+
+def dense_by_block(results: dict) -> dict[int, dict]:
+    """``{block: dense baseline}``: one per block the sweep read (files written before points had their own block
+    hold one ``dense`` for ``layer``)."""
+    if results.get("dense_by_layer"):
+        return {int(block): row for block, row in sorted(results["dense_by_layer"].items(), key=lambda i: int(i[0]))}
+    return {results.get("layer"): results["dense"]} if results.get("dense") else {}
 
 
 def sweep_section_for(page: str | Path) -> str:
