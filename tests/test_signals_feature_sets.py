@@ -164,3 +164,31 @@ def test_parallel_cross_validation_gives_the_same_probe(data):
     assert fits[0].metrics["alpha"] == fits[1].metrics["alpha"]
     assert fits[0].metrics["l1_ratio"] == fits[1].metrics["l1_ratio"]
     np.testing.assert_array_equal(fits[0].predict(test), fits[1].predict(test))
+
+
+def test_dense_probes_standardise_the_signed_residual_by_default(data):
+    """log1p would clip the residual's negative half to 0: with no scaling given, dense probes use std (saved with
+    the probe), SAE and hybrid probes log1p; a signal carried by the sign is found only the default way."""
+    train, test = data
+    rng = np.random.default_rng(3)
+    signed = [(rng.normal(size=D_IN) * 3).astype(np.float32) for _ in range(len(train) + len(test))]
+    level = [float(v[:4].sum()) for v in signed]  # half of it below zero
+
+    def with_signed(part, rows):
+        return part.remove_columns(["dense_mean", "level"]).add_column("dense_mean", [signed[i].tolist() for i in rows]) \
+            .add_column("level", [level[i] for i in rows])
+
+    train_s, test_s = with_signed(train, range(len(train))), with_signed(test, range(len(train), len(signed)))
+    default = DifficultyProbe(DifficultyConfig(features="dense", cv=3, n_alphas=6)).fit(train_s)
+    clipped = DifficultyProbe(DifficultyConfig(features="dense", scaling="log1p", cv=3, n_alphas=6)).fit(train_s)
+    assert default.config.scaling == "std"
+    rho = {name: spearmanr(p.predict(test_s), test_s["level"]).statistic for name, p in (("std", default),
+                                                                                          ("log1p", clipped))}
+    assert rho["std"] > 0.95 and rho["log1p"] < rho["std"] - 0.1, rho
+    quality = QualityProbe(QualityConfig(features="dense", cv=3, Cs=3)).fit(
+        train_s.add_column("is_clean", [int(v > 0) for v in train_s["level"]]))
+    assert quality.config.scaling == "std"
+    for features in ("sae", HYBRID):
+        assert DifficultyProbe(DifficultyConfig(features=features, cv=3, n_alphas=6)).fit(train).config.scaling == \
+            "log1p"
+    assert DifficultyConfig(features="dense").scaling is None  # resolved at fit, so replace(features=...) works

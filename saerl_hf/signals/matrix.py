@@ -144,6 +144,12 @@ def log1p(matrix, split: int | None = None):
     return np.log1p(np.maximum(np.asarray(matrix, dtype=np.float64), 0.0))
 
 
+def default_scaling(features: str) -> str:
+    """A probe's scaling when none is given: the dense residual is signed (log1p would clip it), so ``std``; SAE
+    activations are heavy-tailed and non-negative, so ``log1p`` (the hybrid log-transforms only its SAE block)."""
+    return "std" if feature_set(features) == DENSE else "log1p"
+
+
 def transform(matrix, scaling: str, split: int | None = None):
     """Apply the fixed (non-fitted) part of the preprocessing: log1p for the log scalings, float64 always.
     ``split``: the hybrid's SAE block width (the dense block after it is never log-transformed)."""
