@@ -46,7 +46,8 @@ class CurateConfig:
     layer: int | None = field(default=None, metadata={"help": "Reader block (default: the SAE's hook layer)."})
     pooling: str = field(default="mean", metadata={
         "help": "Pooling of SAE codes over the problem's tokens: mean | max | sum | last (the last problem token) | "
-                "mean+max (one index space of width 2*d_sae: the max of latent i at d_sae + i)."})
+                "mean+max | mean+last (one index space of width 2*d_sae: the max, or the last token's value, of "
+                "latent i at d_sae + i)."})
     top_k: int | None = field(default=0, metadata={"help": "Pooled latents kept per prompt; 0 or null (the default) "
                                                             "keeps every active latent (see featurize's top_k)."})
     features: str = field(default="sae", metadata={"help": "Feature set the probes fit on: sae | dense | sae+dense "

@@ -1,8 +1,10 @@
 """Pooling SAE codes over a problem's tokens into one sparse row, and the index space each pooling writes.
 
 Poolings: ``mean``, ``max``, ``sum`` and ``last`` (the last problem token) give one value per latent, index
-``i`` = latent ``i``. ``mean+max`` writes both in one concatenated index space: index ``i`` < ``d_sae`` is the
-mean of latent ``i``, index ``d_sae + i`` its max over the same tokens, so the width is ``2 * d_sae``.
+``i`` = latent ``i``. The two-part poolings ``mean+max`` and ``mean+last`` write two in one concatenated index
+space: index ``i`` < ``d_sae`` is the mean of latent ``i``, index ``d_sae + i`` its max over the same tokens (or its
+value at the last problem token, which sees the whole problem in order: mean pooling is nearly blind to word
+order), so the width is ``2 * d_sae``.
 ``top_k`` keeps the k largest pooled entries of a row; ``None`` (or 0) keeps every active one (the sparse
 columns already hold rows of any length).
 """
@@ -14,19 +16,22 @@ import copy
 import numpy as np
 import torch
 
-POOLINGS = ("mean", "max", "sum", "mean+max", "last")
+POOLINGS = ("mean", "max", "sum", "mean+max", "last", "mean+last")
+#: Two-part poolings -> (the part at [0, d_sae), the part at [d_sae, 2 * d_sae)).
+TWO_PART = {"mean+max": ("mean", "max"), "mean+last": ("mean", "last")}
 FEATURE_SETS = ("sae", "dense", "sae+dense")
 
 
 def pooled_width(pooling: str, d_sae: int) -> int:
-    """Width of the index space ``pooling`` writes (``2 * d_sae`` for ``mean+max``)."""
-    return 2 * int(d_sae) if pooling == "mean+max" else int(d_sae)
+    """Width of the index space ``pooling`` writes (``2 * d_sae`` for the two-part poolings)."""
+    return 2 * int(d_sae) if pooling in TWO_PART else int(d_sae)
 
 
 def index_layout(pooling: str, d_sae: int) -> str:
     """One line for provenance and cards: which index range holds what."""
-    if pooling == "mean+max":
-        return f"[0, {d_sae}): mean of latent i; [{d_sae}, {2 * d_sae}): max of latent i - {d_sae}"
+    if pooling in TWO_PART:
+        first, second = TWO_PART[pooling]
+        return f"[0, {d_sae}): {first} of latent i; [{d_sae}, {2 * d_sae}): {second} of latent i - {d_sae}"
     return f"[0, {d_sae}): {pooling} of latent i"
 
 
@@ -40,16 +45,16 @@ def pool_codes(codes: torch.Tensor, pooling: str) -> torch.Tensor:
         return codes.sum(0)
     if pooling == "last":
         return codes[-1]
-    if pooling == "mean+max":
-        return torch.cat([codes.mean(0), codes.max(0).values])
+    if pooling in TWO_PART:
+        return torch.cat([pool_codes(codes, part) for part in TWO_PART[pooling]])
     raise ValueError(f"pooling must be one of {POOLINGS}, got '{pooling}'.")
 
 
 def active_latents(pooled: torch.Tensor, pooling: str, d_sae: int) -> torch.Tensor:
     """Per row, how many distinct SAE latents are active in the pooled vector (``sae_l0``; a latent counted
-    once under ``mean+max``)."""
+    once under a two-part pooling)."""
     active = pooled != 0
-    if pooling == "mean+max":
+    if pooling in TWO_PART:
         active = active[:, :d_sae] | active[:, d_sae:]
     return active.sum(1)
 

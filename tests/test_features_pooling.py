@@ -34,19 +34,20 @@ def _dense_row(idx, val, width):
     return row
 
 
-@pytest.mark.parametrize("pooling", ["mean", "max", "last", "mean+max"])
+@pytest.mark.parametrize("pooling", ["mean", "max", "last", "mean+max", "mean+last"])
 def test_each_pooling_keeps_every_active_latent_of_a_manual_forward(pooling, gsm, manual_codes, tiny_model_dir,
                                                                    tiny_sae_dir):
     out = Featurizer(sae=tiny_sae_dir, model=tiny_model_dir, pooling=pooling, top_k=None, batch_size=4)(gsm[:])
     for i, codes in enumerate(manual_codes):
         expected = {"mean": codes.mean(0), "max": codes.max(0).values, "last": codes[-1],
-                    "mean+max": torch.cat([codes.mean(0), codes.max(0).values])}[pooling].numpy()
-        width = 256 if pooling == "mean+max" else 128
+                    "mean+max": torch.cat([codes.mean(0), codes.max(0).values]),
+                    "mean+last": torch.cat([codes.mean(0), codes[-1]])}[pooling].numpy()
+        width = 256 if "+" in pooling else 128
         got = _dense_row(out["sae_idx"][i], out["sae_val"][i], width)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
         assert len(out["sae_idx"][i]) == int((expected != 0).sum())  # nothing cut
         assert out["sae_l0"][i] == int((codes != 0).any(0).sum() if pooling != "last" else (codes[-1] != 0).sum())
-    if pooling == "mean+max":  # max latents sit at d_sae + i, and a latent is active in both halves or neither
+    if "+" in pooling:  # the second part sits at d_sae + i
         idx = np.concatenate(out["sae_idx"])
         assert idx.max() >= 128 and idx.min() < 128
 

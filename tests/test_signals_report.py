@@ -64,6 +64,11 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     assert variants["mean+max:0"]["top_k"] is None and variants["max:0"]["pooling"] == "max"
     assert variants["mean+max:0"]["mean_kept"] == 2 * variants["max:0"]["mean_l0"]  # every latent, both halves
     assert re.search(r"^\| mean\+max:0 \| \d+ \| \d+ \| ", text, re.M)
+    for row in variants.values():  # the quality probe on each variant's features of the same quality sets
+        assert 0.0 <= row["quality"]["in_distribution"] <= 1.0 and len(row["quality"]["in_distribution_ci95"]) == 2
+        assert set(row["quality"]["leave_one_kind_out"]["per_kind"]) == {"off_domain", "remove_numbers", "shuffle",
+                                                                         "truncate"}
+    assert "| quality: SAE held-out-kind mean | held out: off_domain |" in text
     quality = {row["features"]: row for row in results["generalisation"]["quality"]}
     assert set(quality) == {"sae", "dense_mean", "sae+dense"}
     assert set(quality["sae"]["leave_one_kind_out"]["per_kind"]) == {"off_domain", "remove_numbers", "shuffle",
@@ -89,10 +94,12 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     records = sorted((tmp_path / "cache" / "variants").glob("mean_3-*.json"))
     assert len(records) == 1
     record = json.loads(records[0].read_text())
-    records[0].write_text(json.dumps({**record, "mean_kept": 123.0}))
+    # a record from before variants scored quality: its difficulty is kept, its quality measured and added
+    records[0].write_text(json.dumps({**{k: v for k, v in record.items() if k != "quality"}, "mean_kept": 123.0}))
     assert cli(args + ["--variants_only", "true", "--feature_variants", "mean:3", "last:0"]) == 0
     again = json.loads((tmp_path / "cache" / "results.json").read_text())["generalisation"]["variants"]
     assert again[0]["mean_kept"] == 123.0 and again[1] == merged["generalisation"]["variants"][1]
+    assert again[0]["quality"] == record["quality"]
     with pytest.raises(ValueError, match="n_train"):
         cli(args + ["--variants_only", "true", "--n_train", "60"])
     cached = json.loads((tmp_path / "cache" / "results.json").read_text())  # as if the full run used another SAE

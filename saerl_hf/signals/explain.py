@@ -22,6 +22,7 @@ from collections import Counter
 import numpy as np
 from scipy import sparse as sp
 
+from saerl_hf.pooling import TWO_PART
 from saerl_hf.signals.matrix import DENSE, HYBRID, SAE, apply_scaler, batch_matrix, dataset_matrix, transform
 
 _WORD = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]{3,}")
@@ -37,9 +38,10 @@ def _column_name(column: int, identity: dict) -> dict:
     """Latent, pooling part and display name of SAE column ``column``."""
     d_sae = int(identity.get("d_sae") or 0)
     pooling = identity.get("pooling") or "mean"
-    if pooling == "mean+max" and d_sae and column >= d_sae:
-        return {"latent": column - d_sae, "part": "max", "name": f"latent {column - d_sae} (max)"}
-    part = "mean" if pooling == "mean+max" else pooling
+    if pooling in TWO_PART and d_sae and column >= d_sae:
+        part = TWO_PART[pooling][1]
+        return {"latent": column - d_sae, "part": part, "name": f"latent {column - d_sae} ({part})"}
+    part = TWO_PART[pooling][0] if pooling in TWO_PART else pooling
     return {"latent": column, "part": part, "name": f"latent {column}"}
 
 

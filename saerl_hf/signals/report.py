@@ -74,9 +74,10 @@ class ReportSignalsConfig:
         "help": "Label counts of the difficulty learning curve (capped at n_train)."})
     explain_k: int = field(default=5, metadata={"help": "Top latents shown per probe."})
     feature_variants: list[str] = field(default_factory=list, metadata={
-        "help": "Featurization variants 'pooling:top_k' (pooling mean | max | sum | last | mean+max; top_k 0 = every "
-                "active latent) whose difficulty Spearman (sae and sae+dense) is measured; each re-featurizes the "
-                "train and test sets. Example: mean:0 max:0 mean+max:0 last:0 mean:64."})
+        "help": "Featurization variants 'pooling:top_k' (pooling mean | max | sum | last | mean+max | mean+last; top_k "
+                "0 = every active latent) whose difficulty Spearman (sae and sae+dense) and quality AUROC (in "
+                "distribution and leave-one-kind-out) are measured; each re-featurizes the train, test and quality "
+                "sets. Example: mean:0 max:0 mean+max:0 last:0 mean+last:0 mean:64."})
     bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples for confidence intervals."})
     seed: int = field(default=0, metadata={"help": "Seed for sampling, corruptions, CV and k-means."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache (default `<SAERL_CACHE>/report-signals`)."})

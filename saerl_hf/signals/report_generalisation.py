@@ -88,9 +88,10 @@ def parse_variant(text: str) -> tuple[str, int | None]:
 
 
 def variant_sweep(train_raw, test_raw, config, cache, expected: dict | None = None) -> list[dict]:
-    """Difficulty Spearman (SAE and sae+dense, with intervals) for each featurization variant in
-    ``config.feature_variants`` (``pooling:top_k``). Mean, max and mean+max variants are all derived from one
-    ``mean+max:0`` reader pass (:func:`saerl_hf.pooling.narrow_pooling`); other poolings get their own pass.
+    """Difficulty Spearman (SAE and sae+dense, with intervals) and SAE quality AUROC (in distribution, leave one
+    kind out) for each featurization variant in ``config.feature_variants`` (``pooling:top_k``). Mean, max and
+    mean+max variants are all derived from one ``mean+max:0`` reader pass (:func:`saerl_hf.pooling.narrow_pooling`);
+    other poolings get their own pass.
     ``expected``: the provenance of the features the rest of the page measured; variants featurized by another
     reader, layer, dtype or SAE raise before any fit."""
     from saerl_hf.pooling import NARROWABLE, narrow_pooling
@@ -101,22 +102,26 @@ def variant_sweep(train_raw, test_raw, config, cache, expected: dict | None = No
     rows = []
     for variant, pooling, top_k in parsed:
         if pooling in NARROWABLE:
-            train, test = (narrow_pooling(part, pooling, top_k) for part in shared.parts)
-            featurized, seconds = "shared mean+max:0 pass", shared.seconds
+            source, narrow = shared, (lambda part, p=pooling, k=top_k: narrow_pooling(part, p, k))
+            featurized = "shared mean+max:0 pass"
         else:
-            own = _VariantPass(train_raw, test_raw, config, cache, pooling, top_k)
-            (train, test), featurized, seconds = own.parts, "own pass", own.seconds
+            source, narrow = _VariantPass(train_raw, test_raw, config, cache, pooling, top_k), (lambda part: part)
+            featurized = "own pass"
+        train, test = (narrow(part) for part in source.parts)
         _check_provenance(train, expected)
         done = _variant_record(cache, config, variant, train)
-        if done.is_file():  # measured by an earlier, interrupted run on the same rows and SAE
-            rows.append(json.loads(done.read_text()))
-            continue
-        row = {"variant": variant, "pooling": pooling, "top_k": top_k, "featurized": featurized,
-               "featurize_seconds": seconds, "mean_l0": float(np.mean(train["sae_l0"])),
-               "mean_kept": float(np.mean([len(r) for r in train["sae_idx"]]))}
-        row.update(_variant_scores(train, test, config))
-        logger.info("variant %s: Spearman sae %.3f, sae+dense %.3f", variant, row["sae"]["spearman"],
-                    row["sae+dense"]["spearman"])
+        row = json.loads(done.read_text()) if done.is_file() else {}  # an earlier, interrupted run's (same rows, SAE)
+        if row.get("quality", {}).get("n_quality_train") != config.n_quality_train:  # rows from before variants
+            row["quality"] = _variant_quality(*(narrow(part) for part in source.quality_sets()), config)  # had it
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(row, indent=2))
+        if "sae" not in row:
+            row.update({"variant": variant, "pooling": pooling, "top_k": top_k, "featurized": featurized,
+                        "featurize_seconds": source.seconds, "mean_l0": float(np.mean(train["sae_l0"])),
+                        "mean_kept": float(np.mean([len(r) for r in train["sae_idx"]]))})
+            row.update(_variant_scores(train, test, config))
+        logger.info("variant %s: Spearman sae %.3f, sae+dense %.3f; quality leave-one-kind-out %.3f", variant,
+                    row["sae"]["spearman"], row["sae+dense"]["spearman"], row["quality"]["leave_one_kind_out"]["mean"])
         done.parent.mkdir(parents=True, exist_ok=True)
         done.write_text(json.dumps(row, indent=2))
         rows.append(row)
@@ -157,11 +162,40 @@ class _VariantPass:
 
         from saerl_hf.signals.report_sections import Featurizer
 
-        featurize = Featurizer(replace(config, pooling=pooling, top_k=top_k or 0), cache)
-        names = (f"math_train[{pooling}:{top_k or 0}]", f"math500_test[{pooling}:{top_k or 0}]")
-        self.parts = (featurize(train_raw, names[0]), featurize(test_raw, names[1]))
+        self.featurize, self.config, self.tag = Featurizer(replace(config, pooling=pooling, top_k=top_k or 0), cache), \
+            config, f"{pooling}:{top_k or 0}"
+        names = (f"math_train[{self.tag}]", f"math500_test[{self.tag}]")
+        self.parts = (self.featurize(train_raw, names[0]), self.featurize(test_raw, names[1]))
         # the pass's own seconds, also when this run found it in the featurize cache
-        self.seconds = round(sum(featurize.timings.get(name, {}).get("seconds", 0.0) for name in names), 1)
+        self.seconds = round(sum(self.featurize.timings.get(name, {}).get("seconds", 0.0) for name in names), 1)
+        self._quality = None
+
+    def quality_sets(self):
+        """The generalisation section's quality train and test sets (same rows, same corruptions), this pooling."""
+        if self._quality is None:
+            train, test = self.parts
+            self._quality = (
+                _quality_set(train.select(range(self.config.n_quality_train)), self.featurize, "train",
+                             self.config.seed, f"quality_train_negatives[{self.tag}]"),
+                _quality_set(test, self.featurize, "test", self.config.seed + 1, f"quality_test_negatives[{self.tag}]"))
+        return self._quality
+
+
+def _variant_quality(train_q, test_q, config) -> dict:
+    """The SAE quality probe on one variant's features: AUROC in distribution (with its interval) and with each
+    corruption kind held out, as the generalisation section measures the page's own features."""
+    from saerl_hf.signals.evaluation import _label_auroc, leave_one_kind_out, per_kind_auroc
+    from saerl_hf.signals.quality import QualityConfig, QualityProbe
+    from saerl_hf.signals.report_sections import bootstrap_ci
+
+    quality_config = QualityConfig(seed=config.seed)
+    probe = QualityProbe(quality_config).fit(train_q)
+    labels = np.asarray(test_q["is_clean"])
+    return {"in_distribution": per_kind_auroc(probe, test_q)["all"],
+            "in_distribution_ci95": bootstrap_ci(_label_auroc, probe.predict(test_q), labels, config.bootstrap,
+                                                 config.seed),
+            "leave_one_kind_out": leave_one_kind_out(train_q, test_q, "sae", quality_config),
+            "n_quality_train": config.n_quality_train}
 
 
 def _variant_scores(train, test, config) -> dict:
@@ -190,8 +224,10 @@ def render_generalisation(section: dict) -> str:
     for row in section["learning_curve"]:
         curve.setdefault(row["features"], {})[row["n_labels"]] = _fmt(row["spearman"]) + _ci(row.get("ci95"))
     kinds = sorted({k for row in section["quality"] for k in row["leave_one_kind_out"]["per_kind"]})
+    variant_kinds = sorted({k for row in section.get("variants") or []
+                            for k in ((row.get("quality") or {}).get("leave_one_kind_out") or {}).get("per_kind", {})})
     return environment().get_template("signals_generalisation.md").render(
-        section=section, sizes=sizes, curve=curve, kinds=kinds, fmt=_fmt, ci=_ci,
+        section=section, sizes=sizes, curve=curve, kinds=kinds, variant_kinds=variant_kinds, fmt=_fmt, ci=_ci,
         quality_verdict=quality_verdict(section["quality"]), curve_verdict=curve_verdict(section["learning_curve"]),
         variant_verdict=variant_verdict(section.get("variants") or [], section["learning_curve"]))
 
