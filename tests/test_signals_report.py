@@ -171,3 +171,9 @@ def test_variant_verdict_names_the_best_variant_against_dense():
     curve.append({"features": "sae", "n_labels": 100, "spearman": 0.61, "ci95": [0.55, 0.66]})
     assert variant_verdict(variants, curve).endswith(
         "The page's own featurization (the tables above) on the same rows: 0.610 [0.550, 0.660].")
+    assert "quality variant" not in variant_verdict(variants, curve)  # rows from before variants scored quality
+    variants[0]["quality"] = {"in_distribution": 0.97, "leave_one_kind_out": {"mean": 0.87}}
+    variants[1]["quality"] = {"in_distribution": 0.96, "leave_one_kind_out": {"mean": 0.80}}
+    assert variant_verdict(variants, curve).endswith(
+        "Best quality variant on held-out corruption kinds: mean:64, mean AUROC 0.870 (in distribution 0.970): the "
+        "leave-one-kind-out goal (>= 0.95) is not met.")

@@ -263,7 +263,21 @@ def variant_verdict(variants: list[dict], curve: list[dict]) -> str:
     return (f"Best SAE variant: {best['variant']}, {_fmt(rho)}{_ci(best['sae']['ci95'])} vs dense "
             f"{_fmt(dense_rho['spearman'])} (n = {dense_rho['n_labels']}): the difficulty goal (SAE >= 0.60 and >= "
             f"dense, point estimates) is {'met' if met else 'not met'}{'; the intervals overlap' if overlap else ''}."
-            + _own_setting(curve, dense_rho["n_labels"]))
+            + _own_setting(curve, dense_rho["n_labels"]) + _quality_variant(scored))
+
+
+def _quality_variant(variants: list[dict]) -> str:
+    """The variant whose SAE quality probe generalises best to held-out corruption kinds, against the 0.95 goal."""
+    def held_out(v):
+        return ((v.get("quality") or {}).get("leave_one_kind_out") or {}).get("mean")
+
+    scored = [v for v in variants if _finite(held_out(v))]
+    if not scored:
+        return ""
+    best = max(scored, key=held_out)
+    return (f" Best quality variant on held-out corruption kinds: {best['variant']}, mean AUROC {_fmt(held_out(best))} "
+            f"(in distribution {_fmt(best['quality']['in_distribution'])}): the leave-one-kind-out goal (>= 0.95) is "
+            f"{'met' if held_out(best) >= 0.95 else 'not met'}.")
 
 
 def _own_setting(curve: list[dict], n: int) -> str:
