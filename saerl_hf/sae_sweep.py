@@ -195,12 +195,13 @@ def train_or_reuse(point: SweepPoint) -> tuple[dict, bool]:
 # ----------------------------------------------------------------------------- measure
 
 
-def _featurizer(config: SAESweepConfig, sae_dir: Path):
-    """report-signals' featurizer (its cache, its timings) with this SAE and the sweep's reading settings."""
+def _featurizer(config: SAESweepConfig, sae_dir: Path, layer: int | None = None):
+    """report-signals' featurizer (its cache, its timings) with this SAE, its block (a point's own ``layer=``) and
+    the sweep's reading settings."""
     from saerl_hf.signals.report import ReportSignalsConfig
     from saerl_hf.signals.report_sections import Featurizer
 
-    report = ReportSignalsConfig(model=config.model, sae=str(sae_dir), layer=config.layer, top_k=config.top_k,
+    report = ReportSignalsConfig(model=config.model, sae=str(sae_dir), layer=layer, top_k=config.top_k,
                                  pooling=config.pooling, max_length=config.max_length,
                                  reader_dtype=config.reader_dtype, seed=config.seed, bootstrap=config.bootstrap)
     return Featurizer(report, Path(config.output_dir))
@@ -210,7 +211,7 @@ def measure_point(point: SweepPoint, info: dict, trained: bool, rows, config: SA
     """The point's row of results (training record + featurize seconds + difficulty) and its featurized sets."""
     from saerl_hf.signals.report_sweep import difficulty_spearman
 
-    featurize = _featurizer(config, Path(point.train_config.output_dir))
+    featurize = _featurizer(config, Path(point.train_config.output_dir), point.train_config.layer)
     names = (f"math_train[{point.name}]", f"math500_test[{point.name}]")
     train, test = featurize(rows[0], names[0]), featurize(rows[1], names[1])
     seconds = [featurize.timings.get(name, {}).get("seconds") for name in names]

@@ -158,12 +158,17 @@ def test_stages_fitted_by_an_older_signals_version_are_refitted_and_the_pool_kep
     assert saved["signals_version"] == SIGNALS_VERSION
     featurized = {p: p.stat().st_mtime_ns for p in (out / "stages" / "03_featurize").rglob("_SAERL_STAGE_DONE.json")}
     probes = (out / "stages" / "06_probes" / "_SAERL_STAGE_DONE.json").stat().st_mtime_ns
+    # what the older version fitted differs: its copied-out probes and dataset must not survive the refit
+    (out / "probes" / "clusters" / "config.json").write_text("{}")
+    (out / "dataset" / "stale.txt").write_text("from the older version")
     path.write_text(json.dumps({k: v for k, v in saved.items() if k != "signals_version"}))
     with caplog.at_level("WARNING", logger="saerl_hf.curate"):
         again = run_curate(small_config(tiny_model_dir, tiny_sae_dir, out), command="pytest")
     assert "fitted by signals version 1" in caplog.text and "06_probes" in caplog.text
     assert again["content_hash"] == summary["content_hash"]
     assert (out / "stages" / "06_probes" / "_SAERL_STAGE_DONE.json").stat().st_mtime_ns != probes
+    assert json.loads((out / "probes" / "clusters" / "config.json").read_text()) != {}
+    assert not (out / "dataset" / "stale.txt").exists()
     assert {p: p.stat().st_mtime_ns for p in (out / "stages" / "03_featurize").rglob("_SAERL_STAGE_DONE.json")} \
         == featurized
     assert json.loads(path.read_text())["signals_version"] == SIGNALS_VERSION

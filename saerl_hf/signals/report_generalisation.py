@@ -42,6 +42,7 @@ def generalisation_section(train, test, featurize, config) -> dict:
     from saerl_hf.signals.difficulty import DifficultyConfig, DifficultyProbe
     from saerl_hf.signals.evaluation import learning_curve, quality_generalisation
     from saerl_hf.signals.explain import probe_explanations
+    from saerl_hf.signals.matrix import default_scaling
     from saerl_hf.signals.quality import QualityConfig, QualityProbe
 
     start = time.perf_counter()
@@ -68,7 +69,8 @@ def generalisation_section(train, test, featurize, config) -> dict:
     return {"quality": quality, "learning_curve": curve, "explanations": explanations,
             "example": {"problem": example["problem"][:300],
                         **explain(example, difficulty_probe, quality_probe, k=3)},
-            "n_real_text": config.n_real_text, "seconds": round(time.perf_counter() - start, 1)}
+            "n_real_text": config.n_real_text, "seconds": round(time.perf_counter() - start, 1),
+            "dense_scaling": default_scaling("dense")}  # the dense rows' scaling (log1p, clipping, before 01a0de7)
 
 
 # The report settings that fix a variant's rows and scores (variants_only refuses a run that changes one).
@@ -255,7 +257,7 @@ def variant_verdict(variants: list[dict], curve: list[dict]) -> str:
     scored = [v for v in variants if _finite(v["sae"]["spearman"])]
     dense = [r for r in curve if r["features"] == "dense_mean" and _finite(r.get("spearman"))]
     if not scored or not dense:
-        return ""
+        return _quality_variant(variants).strip()
     best, dense_rho = max(scored, key=lambda v: v["sae"]["spearman"]), max(dense, key=lambda r: r["n_labels"])
     rho = best["sae"]["spearman"]
     met = rho >= 0.60 and rho >= dense_rho["spearman"]
@@ -263,7 +265,7 @@ def variant_verdict(variants: list[dict], curve: list[dict]) -> str:
     return (f"Best SAE variant: {best['variant']}, {_fmt(rho)}{_ci(best['sae']['ci95'])} vs dense "
             f"{_fmt(dense_rho['spearman'])} (n = {dense_rho['n_labels']}): the difficulty goal (SAE >= 0.60 and >= "
             f"dense, point estimates) is {'met' if met else 'not met'}{'; the intervals overlap' if overlap else ''}."
-            + _own_setting(curve, dense_rho["n_labels"]) + _quality_variant(scored))
+            + _own_setting(curve, dense_rho["n_labels"]) + _quality_variant(variants))
 
 
 def _quality_variant(variants: list[dict]) -> str:
