@@ -48,10 +48,10 @@ from saerl_hf.pool import (  # noqa: F401  (re-exported: the pool stages live in
 logger = logging.getLogger(__name__)
 
 #: Bump when the same settings fit other signals (2: idf-weighted SAE clusters; 3: dense probes standardised, not
-#: log1p-clipped): on resume, what an older version fitted (SIGNAL_STAGES on, the probes and dataset copied out of
-#: them) is fitted again, and the featurized pool (the expensive part) is kept.
+#: log1p-clipped): on resume, what an older version fitted (SIGNAL_OUTPUTS: stages 06-09 and the probes and dataset
+#: copied out of them) is fitted again, and the featurized pool (the expensive part) is kept.
 SIGNALS_VERSION = 3
-SIGNAL_STAGES = ("stages/06_probes", "stages/07_signals", "stages/08_filter", "stages/09_order", "probes", "dataset",
+SIGNAL_OUTPUTS = ("stages/06_probes", "stages/07_signals", "stages/08_filter", "stages/09_order", "probes", "dataset",
                  "dataset.tmp")
 
 
@@ -313,7 +313,7 @@ def _check_config_unchanged(out: Path, config: CurateConfig) -> None:
             )
         if version == SIGNALS_VERSION or not is_main():
             return
-        stale = [out / name for name in SIGNAL_STAGES if (out / name).exists()]
+        stale = [out / name for name in SIGNAL_OUTPUTS if (out / name).exists()]
         logger.warning("curate: %s was fitted by signals version %s (now %s): refitting %s; the featurized pool is "
                        "kept.", out, version, SIGNALS_VERSION, ", ".join(p.name for p in stale) or "nothing")
         for stage in stale:

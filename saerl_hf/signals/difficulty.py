@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from saerl_hf.signals.linear import LinearProbe, fit_counting_convergence, numeric_labels
 from saerl_hf.signals.matrix import (
     SAE,
+    SCALING_HELP,
     apply_scaler,
     block_split,
     dataset_matrix,
-    default_scaling,
     feature_set,
     fit_scaler,
     identity_for,
@@ -43,7 +43,7 @@ class DifficultyConfig:
     features: str = field(default=SAE, metadata={"help": "Feature set: 'sae' (sparse SAE features), 'dense' (the "
                                                           "mean residual, alias of 'dense_mean') or 'sae+dense' "
                                                           "(both blocks, each scaled to equal weight)."})
-    scaling: str | None = field(default=None, metadata={"help": "log1p | log1p_std | std | none; default (None): std for the dense features (the residual is signed: log1p would clip it), log1p otherwise."})
+    scaling: str | None = field(default=None, metadata={"help": SCALING_HELP})
     l1_ratios: tuple[float, ...] = field(default=(0.1, 0.5, 0.9), metadata={"help": "ElasticNet l1_ratio grid."})
     n_alphas: int = field(default=12, metadata={"help": "Alphas per l1_ratio on the regularisation path."})
     cv: int = field(default=5, metadata={"help": "Cross-validation folds for alpha and l1_ratio."})
@@ -84,8 +84,7 @@ class DifficultyProbe(LinearProbe):
         from sklearn.linear_model import ElasticNetCV
         from sklearn.model_selection import KFold
 
-        config = self.config = replace(self.config, scaling=self.config.scaling or default_scaling(
-            self.config.features))  # resolved here, so the saved probe names its scaling
+        config = self._resolve_scaling()
         require_source(dataset, config.features)  # features first: without them no label matters
         labels, keep, target = _regression_target(dataset, config)
         n_excluded = int(len(labels) - len(keep))

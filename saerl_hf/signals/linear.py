@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from saerl_hf.signals.matrix import (
     batch_matrix,
     block_split,
     dataset_matrix,
+    default_scaling,
     feature_set,
     identity_for,
     linear_scores,
@@ -66,6 +68,12 @@ class LinearProbe:
         self.scale: np.ndarray | None = None
         self.identity: dict = {}
         self.metrics: dict = {}
+
+    def _resolve_scaling(self):
+        """The config with its scaling resolved (``None``: :func:`default_scaling` of its features), kept as the
+        probe's own so the saved probe names the scaling it was fitted with."""
+        self.config = replace(self.config, scaling=self.config.scaling or default_scaling(self.config.features))
+        return self.config
 
     # ------------------------------------------------------------------ fitted state
     @property

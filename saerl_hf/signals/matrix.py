@@ -144,6 +144,11 @@ def log1p(matrix, split: int | None = None):
     return np.log1p(np.maximum(np.asarray(matrix, dtype=np.float64), 0.0))
 
 
+#: The probes' ``scaling`` option help (difficulty and quality share it).
+SCALING_HELP = ("log1p | log1p_std | std | none; default (None): std for the dense features (the residual is signed: "
+                "log1p would clip it), log1p otherwise.")
+
+
 def default_scaling(features: str) -> str:
     """A probe's scaling when none is given: the dense residual is signed (log1p would clip it), so ``std``; SAE
     activations are heavy-tailed and non-negative, so ``log1p`` (the hybrid log-transforms only its SAE block)."""

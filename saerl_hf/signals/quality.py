@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse as sp
@@ -17,10 +17,10 @@ from saerl_hf.signals.linear import LinearProbe, fit_counting_convergence, numer
 from saerl_hf.signals.matrix import (
     DENSE,
     SAE,
+    SCALING_HELP,
     apply_scaler,
     block_split,
     dataset_matrix,
-    default_scaling,
     feature_set,
     fit_scaler,
     identity_for,
@@ -42,7 +42,7 @@ class QualityConfig:
     features: str = field(default=SAE, metadata={"help": "Feature set: 'sae' (sparse SAE features), 'dense' (the "
                                                           "mean residual, alias of 'dense_mean') or 'sae+dense' "
                                                           "(both blocks, each scaled to equal weight)."})
-    scaling: str | None = field(default=None, metadata={"help": "log1p | log1p_std | std | none; default (None): std for the dense features (the residual is signed: log1p would clip it), log1p otherwise."})
+    scaling: str | None = field(default=None, metadata={"help": SCALING_HELP})
     Cs: int = field(default=8, metadata={"help": "Inverse regularisation strengths tried by CV (log grid)."})
     cv: int = field(default=5, metadata={"help": "Cross-validation folds for C."})
     min_per_class: int = field(default=20, metadata={"help": "Fewer labelled rows in a class is an error."})
@@ -65,8 +65,7 @@ class QualityProbe(LinearProbe):
         """Fit on ``dataset[label_column]`` (1 clean / 0 noisy; None rows skipped and counted), or, when
         ``negatives`` is given, on every row of ``dataset`` as positive and every row of ``negatives`` as
         negative (both featurized with the same SAE)."""
-        config = self.config = replace(self.config, scaling=self.config.scaling or default_scaling(
-            self.config.features))  # resolved here, so the saved probe names its scaling
+        config = self._resolve_scaling()
         require_source(dataset, config.features)
         identity = identity_for(dataset, config.features)
         matrix = dataset_matrix(dataset, config.features)

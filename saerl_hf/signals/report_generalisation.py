@@ -115,8 +115,7 @@ def variant_sweep(train_raw, test_raw, config, cache, expected: dict | None = No
         row = json.loads(done.read_text()) if done.is_file() else {}  # an earlier, interrupted run's (same rows, SAE)
         if row.get("quality", {}).get("n_quality_train") != config.n_quality_train:  # rows from before variants
             row["quality"] = _variant_quality(*(narrow(part) for part in source.quality_sets()), config)  # had it
-            done.parent.mkdir(parents=True, exist_ok=True)
-            done.write_text(json.dumps(row, indent=2))
+            _keep(done, row)
         if "sae" not in row:
             row.update({"variant": variant, "pooling": pooling, "top_k": top_k, "featurized": featurized,
                         "featurize_seconds": source.seconds, "mean_l0": float(np.mean(train["sae_l0"])),
@@ -124,10 +123,15 @@ def variant_sweep(train_raw, test_raw, config, cache, expected: dict | None = No
             row.update(_variant_scores(train, test, config))
         logger.info("variant %s: Spearman sae %.3f, sae+dense %.3f; quality leave-one-kind-out %.3f", variant,
                     row["sae"]["spearman"], row["sae+dense"]["spearman"], row["quality"]["leave_one_kind_out"]["mean"])
-        done.parent.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps(row, indent=2))
+        _keep(done, row)
         rows.append(row)
     return rows
+
+
+def _keep(path, row: dict) -> None:
+    """Write a variant's record as far as it is measured, so an interrupted sweep resumes from it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row, indent=2))
 
 
 def _variant_record(cache, config, variant: str, train):
