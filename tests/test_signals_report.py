@@ -68,7 +68,9 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
         assert 0.0 <= row["quality"]["in_distribution"] <= 1.0 and len(row["quality"]["in_distribution_ci95"]) == 2
         assert set(row["quality"]["leave_one_kind_out"]["per_kind"]) == {"off_domain", "remove_numbers", "shuffle",
                                                                          "truncate"}
+        assert len(row["clusters"]["nmi_test_seeds"]) == 3 and 0.0 <= row["clusters"]["nmi_test"] <= 1.0
     assert "| quality: SAE held-out-kind mean | held out: off_domain |" in text
+    assert "| clusters: SAE NMI (MATH-500), seeds mean |" in text
     quality = {row["features"]: row for row in results["generalisation"]["quality"]}
     assert set(quality) == {"sae", "dense_mean", "sae+dense"}
     assert set(quality["sae"]["leave_one_kind_out"]["per_kind"]) == {"off_domain", "remove_numbers", "shuffle",
@@ -95,11 +97,13 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     assert len(records) == 1
     record = json.loads(records[0].read_text())
     # a record from before variants scored quality: its difficulty is kept, its quality measured and added
-    records[0].write_text(json.dumps({**{k: v for k, v in record.items() if k != "quality"}, "mean_kept": 123.0}))
+    # (and from before they measured clusters: those are added too)
+    old = {k: v for k, v in record.items() if k not in ("quality", "clusters")}
+    records[0].write_text(json.dumps({**old, "mean_kept": 123.0}))
     assert cli(args + ["--variants_only", "true", "--feature_variants", "mean:3", "last:0"]) == 0
     again = json.loads((tmp_path / "cache" / "results.json").read_text())["generalisation"]["variants"]
     assert again[0]["mean_kept"] == 123.0 and again[1] == merged["generalisation"]["variants"][1]
-    assert again[0]["quality"] == record["quality"]
+    assert again[0]["quality"] == record["quality"] and again[0]["clusters"] == record["clusters"]
     with pytest.raises(ValueError, match="n_train"):
         cli(args + ["--variants_only", "true", "--n_train", "60"])
     cached = json.loads((tmp_path / "cache" / "results.json").read_text())  # as if the full run used another SAE

@@ -116,6 +116,9 @@ def variant_sweep(train_raw, test_raw, config, cache, expected: dict | None = No
         if row.get("quality", {}).get("n_quality_train") != config.n_quality_train:  # rows from before variants
             row["quality"] = _variant_quality(*(narrow(part) for part in source.quality_sets()), config)  # had it
             _keep(done, row)
+        if "clusters" not in row:  # records from before variants measured clusters get them without a refit
+            row["clusters"] = _variant_clusters(train, test, config)
+            _keep(done, row)
         if "sae" not in row:
             row.update({"variant": variant, "pooling": pooling, "top_k": top_k, "featurized": featurized,
                         "featurize_seconds": source.seconds, "mean_l0": float(np.mean(train["sae_l0"])),
@@ -202,6 +205,22 @@ def _variant_quality(train_q, test_q, config) -> dict:
                                                  config.seed),
             "leave_one_kind_out": leave_one_kind_out(train_q, test_q, "sae", quality_config),
             "n_quality_train": config.n_quality_train}
+
+
+def _variant_clusters(train, test, config) -> dict:
+    """NMI with MATH subject of the default SAE k-means (idf-weighted) on one variant's features, at the cluster
+    section's seeds, so a pooling is judged on diversity too before it becomes the default."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from saerl_hf.signals.diversity import ClusterConfig, ClusterModel
+    from saerl_hf.signals.report_sections import CLUSTER_SEEDS
+
+    nmi = []
+    for seed in range(config.seed, config.seed + CLUSTER_SEEDS):
+        model = ClusterModel(ClusterConfig(n_clusters=config.n_clusters, seed=seed)).fit(train)
+        nmi.append(float(normalized_mutual_info_score(test["subject"], model.predict(test))))
+    return {"nmi_test": nmi[0], "nmi_test_seeds": nmi, "nmi_test_mean": float(np.mean(nmi)),
+            "scaling": model.config.scaling}
 
 
 def _variant_scores(train, test, config) -> dict:
