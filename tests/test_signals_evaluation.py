@@ -58,6 +58,22 @@ def test_leave_one_kind_out_exposes_a_kind_only_the_generator_taught():
     assert held_out["mean"] == pytest.approx(np.mean(list(held_out["per_kind"].values())))
 
 
+def test_leave_one_kind_out_intervals_bracket_each_kind_and_the_mean():
+    from functools import partial
+
+    from saerl_hf.signals.report_sections import bootstrap_ci
+
+    train, test = quality_set(90, 0), quality_set(60, 1)
+    plain = leave_one_kind_out(train, test, "sae", CONFIG)
+    held_out = leave_one_kind_out(train, test, "sae", CONFIG, partial(bootstrap_ci, n=200, seed=0))
+    assert held_out["per_kind"] == plain["per_kind"] and "mean_ci95" not in plain  # intervals change no figure
+    for kind, value in held_out["per_kind"].items():
+        low, high = held_out["per_kind_ci95"][kind]
+        assert low <= value <= high and high - low > 0.0 or value in (0.0, 1.0), kind
+    low, high = held_out["mean_ci95"]
+    assert low < held_out["mean"] < high and high - low < 0.5  # off_domain is missed, so the mean is not 1
+
+
 def test_real_text_negatives_are_real_docstrings_and_deterministic():
     first, again, other = real_text_negatives(30, 0), real_text_negatives(30, 0), real_text_negatives(30, 1)
     assert first == again and first != other and len(set(first)) == 30

@@ -76,6 +76,9 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     assert set(quality["sae"]["leave_one_kind_out"]["per_kind"]) == {"off_domain", "remove_numbers", "shuffle",
                                                                      "truncate"}
     assert 0.0 <= quality["sae+dense"]["real_text"] <= 1.0
+    for row in [*quality.values(), *(v["quality"] for v in variants.values())]:  # held-out figures carry intervals
+        loko = row["leave_one_kind_out"]
+        assert len(loko["mean_ci95"]) == 2 and set(loko["per_kind_ci95"]) == set(loko["per_kind"])
     # re-rendering from the cached results gives the same page
     out.write_text("")
     assert cli(args + ["--render_only", "true"]) == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -60,23 +61,40 @@ def per_kind_auroc(probe: QualityProbe, test) -> dict[str, float]:
     return out
 
 
-def leave_one_kind_out(train, test, features: str = SAE, config: QualityConfig | None = None) -> dict:
+def leave_one_kind_out(train, test, features: str = SAE, config: QualityConfig | None = None,
+                       interval=None) -> dict:
     """For each corruption kind K of ``train``: a quality probe fitted on ``train`` without K, scored on the clean
-    rows of ``test`` against its K rows. Returns ``{"per_kind": {K: AUROC}, "mean": mean over kinds}``."""
+    rows of ``test`` against its K rows. Returns ``{"per_kind": {K: AUROC}, "mean": mean over kinds}``; with
+    ``interval``, also ``per_kind_ci95`` and ``mean_ci95`` (the mean's resamples draw the whole test set's rows)."""
     config = replace(config or QualityConfig(), features=feature_set(features))
     train_kinds, test_kinds = np.asarray(train["corruption"]), np.asarray(test["corruption"])
-    test_clean = test_kinds == "none"
-    per_kind = {}
-    for kind in _kinds(train):
+    kinds = _kinds(train)
+    scores = np.empty((len(test), len(kinds)))  # every held-out probe scores every test row
+    per_kind, per_kind_ci = {}, {}
+    for j, kind in enumerate(kinds):
         probe = QualityProbe(config).fit(_rows(train, train_kinds != kind))
-        held_out = test_clean | (test_kinds == kind)
-        part = _rows(test, held_out)
-        scores = probe.predict(part)
-        clean = np.asarray(part["is_clean"]) == 1
-        per_kind[kind] = auroc(scores[clean], scores[~clean])
+        scores[:, j] = probe.predict(test)
+        held_out = (test_kinds == "none") | (test_kinds == kind)
+        labels = (test_kinds[held_out] == "none").astype(int)
+        per_kind[kind] = _label_auroc(scores[held_out, j], labels)
+        if interval is not None:
+            per_kind_ci[kind] = interval(_label_auroc, scores[held_out, j], labels)
         logger.info("leave-one-kind-out (%s): %s held out, AUROC %.3f", config.features, kind, per_kind[kind])
     values = [v for v in per_kind.values() if np.isfinite(v)]
-    return {"per_kind": per_kind, "mean": float(np.mean(values)) if values else float("nan")}
+    out = {"per_kind": per_kind, "mean": float(np.mean(values)) if values else float("nan")}
+    if interval is not None and kinds:
+        codes = np.array([-1 if k == "none" else kinds.index(k) if k in kinds else -2 for k in test_kinds])
+        mean_of = partial(_held_out_mean, scores)  # resampled row indices -> the mean over kinds on those rows
+        out.update(per_kind_ci95=per_kind_ci, mean_ci95=interval(mean_of, np.arange(len(codes)), codes))
+    return out
+
+
+def _held_out_mean(scores, rows, codes) -> float:
+    """Mean over kinds j of AUROC(clean rows, rows of kind j) under probe j's scores (column j of ``scores[rows]``);
+    ``codes``: each row's kind column, -1 when clean, -2 for a kind training lacks. NaN when a resample lacks a kind."""
+    scores, clean = scores[np.asarray(rows, int)], codes == -1
+    values = [auroc(scores[clean, j], scores[codes == j, j]) for j in range(scores.shape[1])]
+    return float(np.mean(values))
 
 
 def real_text_auroc(probe: QualityProbe, clean, real_negatives) -> float:
@@ -100,7 +118,7 @@ def quality_generalisation(train, test, real_negatives=None, feature_sets=FEATUR
         start = time.perf_counter()
         probe = QualityProbe(replace(config or QualityConfig(), features=features)).fit(train)
         row = {"features": features, "in_distribution": per_kind_auroc(probe, test),
-               "leave_one_kind_out": leave_one_kind_out(train, test, features, config)}
+               "leave_one_kind_out": leave_one_kind_out(train, test, features, config, interval)}
         if interval is not None:
             row["in_distribution_ci95"] = interval(_label_auroc, probe.predict(test), np.asarray(test["is_clean"]))
         if real_negatives is not None:

@@ -113,8 +113,10 @@ def variant_sweep(train_raw, test_raw, config, cache, expected: dict | None = No
         _check_provenance(train, expected)
         done = _variant_record(cache, config, variant, train)
         row = json.loads(done.read_text()) if done.is_file() else {}  # an earlier, interrupted run's (same rows, SAE)
-        if row.get("quality", {}).get("n_quality_train") != config.n_quality_train:  # rows from before variants
-            row["quality"] = _variant_quality(*(narrow(part) for part in source.quality_sets()), config)  # had it
+        quality = row.get("quality", {})
+        if quality.get("n_quality_train") != config.n_quality_train or "mean_ci95" not in quality.get(
+                "leave_one_kind_out", {}):  # records from before variants scored quality, or its intervals
+            row["quality"] = _variant_quality(*(narrow(part) for part in source.quality_sets()), config)
             _keep(done, row)
         if "clusters" not in row:  # records from before variants measured clusters get them without a refit
             row["clusters"] = _variant_clusters(train, test, config)
@@ -193,6 +195,8 @@ class _VariantPass:
 def _variant_quality(train_q, test_q, config) -> dict:
     """The SAE quality probe on one variant's features: AUROC in distribution (with its interval) and with each
     corruption kind held out, as the generalisation section measures the page's own features."""
+    from functools import partial
+
     from saerl_hf.signals.evaluation import _label_auroc, leave_one_kind_out, per_kind_auroc
     from saerl_hf.signals.quality import QualityConfig, QualityProbe
     from saerl_hf.signals.report_sections import bootstrap_ci
@@ -203,7 +207,8 @@ def _variant_quality(train_q, test_q, config) -> dict:
     return {"in_distribution": per_kind_auroc(probe, test_q)["all"],
             "in_distribution_ci95": bootstrap_ci(_label_auroc, probe.predict(test_q), labels, config.bootstrap,
                                                  config.seed),
-            "leave_one_kind_out": leave_one_kind_out(train_q, test_q, "sae", quality_config),
+            "leave_one_kind_out": leave_one_kind_out(train_q, test_q, "sae", quality_config, partial(
+                bootstrap_ci, n=config.bootstrap, seed=config.seed)),
             "n_quality_train": config.n_quality_train}
 
 
