@@ -61,17 +61,24 @@ def test_leave_one_kind_out_exposes_a_kind_only_the_generator_taught():
 def test_leave_one_kind_out_intervals_bracket_each_kind_and_the_mean():
     from functools import partial
 
+    from saerl_hf.signals.evaluation import _held_out_mean
     from saerl_hf.signals.report_sections import bootstrap_ci
 
     train, test = quality_set(90, 0), quality_set(60, 1)
-    plain = leave_one_kind_out(train, test, "sae", CONFIG)
     held_out = leave_one_kind_out(train, test, "sae", CONFIG, partial(bootstrap_ci, n=200, seed=0))
-    assert held_out["per_kind"] == plain["per_kind"] and "mean_ci95" not in plain  # intervals change no figure
-    for kind, value in held_out["per_kind"].items():
+    kinds, test_kinds = sorted(held_out["per_kind"]), np.asarray(test["corruption"])
+    scores = np.empty((len(test), len(kinds)))
+    for j, kind in enumerate(kinds):  # by hand: the probe without the kind, its clean rows against its kind's rows
+        probe = QualityProbe(CONFIG).fit(train.select(np.flatnonzero(np.asarray(train["corruption"]) != kind)))
+        scores[:, j] = probe.predict(test)
+        assert held_out["per_kind"][kind] == auroc(scores[test_kinds == "none", j], scores[test_kinds == kind, j])
         low, high = held_out["per_kind_ci95"][kind]
-        assert low <= value <= high and high - low > 0.0 or value in (0.0, 1.0), kind
+        assert np.isfinite([low, high]).all() and low <= held_out["per_kind"][kind] <= high, kind
+    codes = np.array([-1 if k == "none" else kinds.index(k) for k in test_kinds])
+    assert _held_out_mean(scores, np.arange(len(test)), codes) == pytest.approx(held_out["mean"])
     low, high = held_out["mean_ci95"]
     assert low < held_out["mean"] < high and high - low < 0.5  # off_domain is missed, so the mean is not 1
+    assert "mean_ci95" not in leave_one_kind_out(train, test, "sae", CONFIG)  # no interval asked, none measured
 
 
 def test_real_text_negatives_are_real_docstrings_and_deterministic():

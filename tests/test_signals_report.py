@@ -107,6 +107,13 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     again = json.loads((tmp_path / "cache" / "results.json").read_text())["generalisation"]["variants"]
     assert again[0]["mean_kept"] == 123.0 and again[1] == merged["generalisation"]["variants"][1]
     assert again[0]["quality"] == record["quality"] and again[0]["clusters"] == record["clusters"]
+    # a record whose held-out mean lacks its interval, or whose clusters used another k, is measured again
+    loko = {k: v for k, v in record["quality"]["leave_one_kind_out"].items() if k != "mean_ci95"}
+    stale = {**record, "quality": {**record["quality"], "leave_one_kind_out": loko},
+             "clusters": {**record["clusters"], "n_clusters": 99, "nmi_test_mean": -1.0}}
+    records[0].write_text(json.dumps(stale))
+    assert cli(args + ["--variants_only", "true", "--feature_variants", "mean:3", "last:0"]) == 0
+    assert json.loads(records[0].read_text()) == record
     with pytest.raises(ValueError, match="n_train"):
         cli(args + ["--variants_only", "true", "--n_train", "60"])
     cached = json.loads((tmp_path / "cache" / "results.json").read_text())  # as if the full run used another SAE

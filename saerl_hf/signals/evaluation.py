@@ -82,16 +82,18 @@ def leave_one_kind_out(train, test, features: str = SAE, config: QualityConfig |
         logger.info("leave-one-kind-out (%s): %s held out, AUROC %.3f", config.features, kind, per_kind[kind])
     values = [v for v in per_kind.values() if np.isfinite(v)]
     out = {"per_kind": per_kind, "mean": float(np.mean(values)) if values else float("nan")}
-    if interval is not None and kinds:
-        codes = np.array([-1 if k == "none" else kinds.index(k) if k in kinds else -2 for k in test_kinds])
-        mean_of = partial(_held_out_mean, scores)  # resampled row indices -> the mean over kinds on those rows
-        out.update(per_kind_ci95=per_kind_ci, mean_ci95=interval(mean_of, np.arange(len(codes)), codes))
+    if interval is not None:
+        scored = [k for k in kinds if np.isfinite(per_kind[k])]  # the kinds the mean averages, as above
+        codes = np.array([-1 if k == "none" else scored.index(k) if k in scored else -2 for k in test_kinds])
+        mean_of = partial(_held_out_mean, scores[:, [kinds.index(k) for k in scored]])  # row indices -> the mean
+        out.update(per_kind_ci95=per_kind_ci, mean_ci95=interval(mean_of, np.arange(len(codes)), codes)
+                   if scored else (float("nan"), float("nan")))
     return out
 
 
 def _held_out_mean(scores, rows, codes) -> float:
     """Mean over kinds j of AUROC(clean rows, rows of kind j) under probe j's scores (column j of ``scores[rows]``);
-    ``codes``: each row's kind column, -1 when clean, -2 for a kind training lacks. NaN when a resample lacks a kind."""
+    ``codes``: each row's kind column, -1 when clean, -2 for a kind not averaged. NaN when a resample lacks a kind."""
     scores, clean = scores[np.asarray(rows, int)], codes == -1
     values = [auroc(scores[clean, j], scores[codes == j, j]) for j in range(scores.shape[1])]
     return float(np.mean(values))

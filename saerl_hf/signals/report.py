@@ -177,8 +177,8 @@ def _merge_variants(results: dict, saved: ReportSignalsConfig, config: ReportSig
     (the features' provenance is compared with the full run's before any fit)."""
     from saerl_hf.signals.report_sections import math_samples
 
-    differ = {k: (getattr(saved, k), getattr(config, k)) for k in (*SAME_ROWS, "n_quality_train")
-              if getattr(saved, k) != getattr(config, k)}  # variants score quality on the page's quality sets
+    differ = {k: (getattr(saved, k), getattr(config, k)) for k in (*SAME_ROWS, "n_quality_train", "n_clusters")
+              if getattr(saved, k) != getattr(config, k)}  # variants score the page's quality sets and cluster k
     if differ or not config.feature_variants or not results.get("generalisation"):
         raise ValueError(f"variants_only needs the last full run's settings, a generalisation section and "
                          f"--feature_variants; settings that differ (cached, given): {differ}. Fix: pass the same "

@@ -118,7 +118,7 @@ def variant_sweep(train_raw, test_raw, config, cache, expected: dict | None = No
                 "leave_one_kind_out", {}):  # records from before variants scored quality, or its intervals
             row["quality"] = _variant_quality(*(narrow(part) for part in source.quality_sets()), config)
             _keep(done, row)
-        if "clusters" not in row:  # records from before variants measured clusters get them without a refit
+        if row.get("clusters", {}).get("n_clusters") != config.n_clusters:  # also records from before clusters
             row["clusters"] = _variant_clusters(train, test, config)
             _keep(done, row)
         if "sae" not in row:
@@ -225,7 +225,7 @@ def _variant_clusters(train, test, config) -> dict:
         model = ClusterModel(ClusterConfig(n_clusters=config.n_clusters, seed=seed)).fit(train)
         nmi.append(float(normalized_mutual_info_score(test["subject"], model.predict(test))))
     return {"nmi_test": nmi[0], "nmi_test_seeds": nmi, "nmi_test_mean": float(np.mean(nmi)),
-            "scaling": model.config.scaling}
+            "scaling": model.config.scaling, "n_clusters": config.n_clusters}
 
 
 def _variant_scores(train, test, config) -> dict:
