@@ -114,6 +114,12 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     records[0].write_text(json.dumps(stale))
     assert cli(args + ["--variants_only", "true", "--feature_variants", "mean:3", "last:0"]) == 0
     assert json.loads(records[0].read_text()) == record
+    # an interrupted difficulty part resumes per feature set: the kept SAE fit is read, the missing one is fitted
+    records[0].write_text(json.dumps({**{k: v for k, v in record.items() if k != "sae+dense"},
+                                      "sae": {**record["sae"], "fit_seconds": -1.0}}))
+    assert cli(args + ["--variants_only", "true", "--feature_variants", "mean:3", "last:0"]) == 0
+    resumed = json.loads(records[0].read_text())
+    assert resumed["sae"]["fit_seconds"] == -1.0 and resumed["sae+dense"]["spearman"] == record["sae+dense"]["spearman"]
     with pytest.raises(ValueError, match="n_train"):
         cli(args + ["--variants_only", "true", "--n_train", "60"])
     cached = json.loads((tmp_path / "cache" / "results.json").read_text())  # as if the full run used another SAE

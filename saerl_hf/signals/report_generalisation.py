@@ -121,11 +121,14 @@ def variant_sweep(train_raw, test_raw, config, cache, expected: dict | None = No
         if row.get("clusters", {}).get("n_clusters") != config.n_clusters:  # also records from before clusters
             row["clusters"] = _variant_clusters(train, test, config)
             _keep(done, row)
-        if "sae" not in row:
+        if "variant" not in row:
             row.update({"variant": variant, "pooling": pooling, "top_k": top_k, "featurized": featurized,
                         "featurize_seconds": source.seconds, "mean_l0": float(np.mean(train["sae_l0"])),
                         "mean_kept": float(np.mean([len(r) for r in train["sae_idx"]]))})
-            row.update(_variant_scores(train, test, config))
+        for features in ("sae", "sae+dense"):  # each fit kept as it finishes (a wide one can take an hour here)
+            if features not in row:
+                row[features] = _variant_score(train, test, config, features)
+                _keep(done, row)
         logger.info("variant %s: Spearman sae %.3f, sae+dense %.3f; quality leave-one-kind-out %.3f", variant,
                     row["sae"]["spearman"], row["sae+dense"]["spearman"], row["quality"]["leave_one_kind_out"]["mean"])
         _keep(done, row)
@@ -228,21 +231,18 @@ def _variant_clusters(train, test, config) -> dict:
             "scaling": model.config.scaling, "n_clusters": config.n_clusters}
 
 
-def _variant_scores(train, test, config) -> dict:
-    """Spearman with MATH-500 level and its interval, for the SAE and sae+dense difficulty probes."""
+def _variant_score(train, test, config, features: str) -> dict:
+    """Spearman with MATH-500 level and its interval of the difficulty probe on ``features`` (sae or sae+dense)."""
     from saerl_hf.signals.difficulty import DifficultyConfig, DifficultyProbe
     from saerl_hf.signals.evaluation import _spearman
     from saerl_hf.signals.report_sections import bootstrap_ci
 
     levels = np.asarray(test["level"], dtype=float)
-    scores = {}
-    for features in ("sae", "sae+dense"):
-        probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed, features=features))
-        predicted = probe.fit(train).predict(test)
-        scores[features] = {"spearman": _spearman(predicted, levels),
-                            "ci95": bootstrap_ci(_spearman, predicted, levels, config.bootstrap, config.seed),
-                            "fit_seconds": probe.metrics["fit_seconds"]}
-    return scores
+    probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed, features=features))
+    predicted = probe.fit(train).predict(test)
+    return {"spearman": _spearman(predicted, levels),
+            "ci95": bootstrap_ci(_spearman, predicted, levels, config.bootstrap, config.seed),
+            "fit_seconds": probe.metrics["fit_seconds"]}
 
 
 def render_generalisation(section: dict) -> str:
