@@ -28,6 +28,7 @@ BENCHMARKS = {
     "sampler": ["sampler.py"],
     "generation": ["generation.py", "--n-prompts", "32", "--max-new-tokens", "128", "--batch-size", "32"],
     "dedup": ["dedup.py"],
+    "difficulty-fit": ["difficulty_fit.py", "--n-rows", "2000"],
     "grpo-step": ["grpo_step.py", "--steps", "5", "--model", "outputs/warmstart/smollm2-135m-gsm8k/model"],
 }
 
