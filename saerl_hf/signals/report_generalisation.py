@@ -218,15 +218,9 @@ def _variant_quality(train_q, test_q, config) -> dict:
 def _variant_clusters(train, test, config) -> dict:
     """NMI with MATH subject of the default SAE k-means (idf-weighted) on one variant's features, at the cluster
     section's seeds, so a pooling is judged on diversity too before it becomes the default."""
-    from sklearn.metrics import normalized_mutual_info_score
+    from saerl_hf.signals.report_sections import clusters_over_seeds
 
-    from saerl_hf.signals.diversity import ClusterConfig, ClusterModel
-    from saerl_hf.signals.report_sections import CLUSTER_SEEDS
-
-    nmi = []
-    for seed in range(config.seed, config.seed + CLUSTER_SEEDS):
-        model = ClusterModel(ClusterConfig(n_clusters=config.n_clusters, seed=seed)).fit(train)
-        nmi.append(float(normalized_mutual_info_score(test["subject"], model.predict(test))))
+    model, _, nmi = clusters_over_seeds(train, test, config)  # the default scaling: idf-weighted
     return {"nmi_test": nmi[0], "nmi_test_seeds": nmi, "nmi_test_mean": float(np.mean(nmi)),
             "scaling": model.config.scaling, "n_clusters": config.n_clusters}
 

@@ -213,23 +213,33 @@ def quality_section(train_clean, test_clean, featurize, config: ReportSignalsCon
 CLUSTER_SEEDS = 3
 
 
+def clusters_over_seeds(train, test, config: ReportSignalsConfig, features: str = "sae", scaling: str | None = None):
+    """k-means on ``train`` at ``CLUSTER_SEEDS`` seeds from ``config.seed``: the first seed's model and MATH-500
+    clusters, and the NMI with ``test["subject"]`` at every seed (NMI moves by a few hundredths between restarts)."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from saerl_hf.signals.diversity import ClusterConfig, ClusterModel
+
+    seeds = []
+    for seed in range(config.seed, config.seed + CLUSTER_SEEDS):
+        model = ClusterModel(ClusterConfig(n_clusters=config.n_clusters, features=features, scaling=scaling,
+                                           seed=seed)).fit(train)
+        seeds.append((model, model.predict(test)))
+    nmi = [float(normalized_mutual_info_score(test["subject"], clusters)) for _, clusters in seeds]
+    return *seeds[0], nmi
+
+
 def cluster_section(train, test, config: ReportSignalsConfig) -> dict:
     """NMI of k-means clusters with MATH subjects: SAE latents idf-weighted (the default), the same without idf,
     and the dense baseline; each at ``CLUSTER_SEEDS`` k-means seeds (the first is the row's main figure)."""
     from sklearn.metrics import normalized_mutual_info_score
 
-    from saerl_hf.signals.diversity import ClusterConfig, ClusterModel, deduplicate
+    from saerl_hf.signals.diversity import deduplicate
 
     rows, assignments = {}, {}
     for name, features, scaling in (("SAE k-means", "sae", "log1p_idf"), ("SAE k-means, no idf", "sae", "log1p"),
                                     ("dense k-means", "dense_mean", "std")):
-        seeds = []
-        for seed in range(config.seed, config.seed + CLUSTER_SEEDS):
-            model = ClusterModel(ClusterConfig(n_clusters=config.n_clusters, features=features, scaling=scaling,
-                                               seed=seed)).fit(train)
-            seeds.append((model, model.predict(test)))
-        model, test_clusters = seeds[0]
-        nmi = [float(normalized_mutual_info_score(test["subject"], clusters)) for _, clusters in seeds]
+        model, test_clusters, nmi = clusters_over_seeds(train, test, config, features, scaling)
         rows[name] = {"scaling": scaling, "nmi_test": nmi[0], "nmi_test_seeds": nmi,
                       "nmi_train": float(normalized_mutual_info_score(train["subject"], model.predict(train))),
                       "fit_seconds": model.metrics["fit_seconds"], "sizes": model.metrics["cluster_sizes"]}
