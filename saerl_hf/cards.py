@@ -96,6 +96,7 @@ def card_identity(provenance: dict) -> dict:
         "layer": provenance.get("layer"),
         "hook": provenance.get("hook") or provenance.get("hook_name"),
         "pooling": provenance.get("pooling"),
+        "pooling_parts": {k: v for k, v in (provenance.get("pooling_parts") or {}).items() if v},
         "k": provenance.get("top_k") or provenance.get("k"),
         "dtype": provenance.get("dtype"),
     }

@@ -141,14 +141,15 @@ def _fit_probes(config: CurateConfig, out: Path, featurized, quality_set, timing
     def build_probes(tmp: Path) -> dict:
         labelled = label_subset(featurized, config, stages, timings)
         difficulty = DifficultyProbe(DifficultyConfig(label_column=config.difficulty_label, seed=config.seed,
-                                                      features=config.features))
+                                                      features=config.features,
+                                                      pooling_part=config.difficulty_pooling_part))
         difficulty.fit(labelled)
         difficulty.save(tmp / "difficulty")
-        quality = QualityProbe(QualityConfig(features=config.features))
+        quality = QualityProbe(QualityConfig(features=config.features, pooling_part=config.quality_pooling_part))
         quality.fit(quality_set)
         quality.save(tmp / "quality")
         clusters = ClusterModel(ClusterConfig(n_clusters=min(config.n_clusters, len(featurized)), seed=config.seed,
-                                              features=config.features))
+                                              features=config.features, pooling_part=config.cluster_pooling_part))
         clusters.fit(featurized)
         clusters.save(tmp / "clusters")
         return {"difficulty": difficulty.metrics, "quality": quality.metrics, "clusters": clusters.metrics,
@@ -338,6 +339,8 @@ def _provenance(config: CurateConfig, dataset_provenance: dict) -> dict:
         "layer": feat.get("layer"),
         "hook": feat.get("hook"),
         "pooling": feat.get("pooling"),
+        "pooling_parts": {signal: getattr(config, f"{signal}_pooling_part")
+                          for signal in ("difficulty", "quality", "cluster")},
         "top_k": feat.get("top_k"),
         "prompt_format": feat.get("prompt_format"),
         "dtype": feat.get("dtype"),

@@ -44,10 +44,19 @@ class CurateConfig:
     d_sae: int = field(default=4096, metadata={"help": "Width (latents, sae-lens' d_sae) of the default SAE."})
     sae_k: int = field(default=32, metadata={"help": "k of the default TopK SAE."})
     layer: int | None = field(default=None, metadata={"help": "Reader block (default: the SAE's hook layer)."})
-    pooling: str = field(default="mean", metadata={
+    pooling: str = field(default="mean+last", metadata={
         "help": "Pooling of SAE codes over the problem's tokens: mean | max | sum | last (the last problem token) | "
                 "mean+max | mean+last (one index space of width 2*d_sae: the max, or the last token's value, of "
-                "latent i at d_sae + i)."})
+                "latent i at d_sae + i). Default mean+last with difficulty and clusters on its mean part: the "
+                "last-token part lifts the quality probe, the mean part keeps clusters on topic (docs/signals.md)."})
+    difficulty_pooling_part: str | None = field(default="mean", metadata={
+        "help": "Part of a two-part pooling the difficulty proxy reads (mean | last | max; none or the pooling "
+                "itself: all)."})
+    quality_pooling_part: str | None = field(default=None, metadata={
+        "help": "Part of a two-part pooling the quality probe reads (default: all)."})
+    cluster_pooling_part: str | None = field(default="mean", metadata={
+        "help": "Part of a two-part pooling the clusters read (default mean: the last-token part is not about the "
+                "topic)."})
     top_k: int | None = field(default=0, metadata={"help": "Pooled latents kept per prompt; 0 or null (the default) "
                                                             "keeps every active latent (see featurize's top_k)."})
     features: str = field(default="sae", metadata={"help": "Feature set the probes fit on: sae | dense | sae+dense "
@@ -134,9 +143,23 @@ class CurateConfig:
         if not self.sources:
             raise CurateError("sources is empty: nothing to curate. Fix: list at least one, e.g. sources: "
                               "[gsm8k:train, mawps].")
+        self._check_pooling_parts()
         self.source_levels = list(self.source_levels or [])
         self.level_map()  # validate early
         self.column_map()
+
+    def _check_pooling_parts(self) -> None:
+        """Each signal's pooling part must be a part of ``pooling`` (checked before any reader runs)."""
+        from saerl_hf.signals.matrix import part_range
+
+        for option in ("difficulty_pooling_part", "quality_pooling_part", "cluster_pooling_part"):
+            if str(getattr(self, option)).lower() in ("none", "null", "all", ""):
+                setattr(self, option, None)
+            try:
+                part_range(self.pooling, 1, getattr(self, option))
+            except ValueError as err:
+                raise CurateError(f"{option}: {err} (pooling is the curate option `pooling: {self.pooling}`; "
+                                  f"set `{option}: null` to read every column)") from None
 
     def column_map(self) -> dict[str, str]:
         out = {}

@@ -55,7 +55,8 @@ def test_curated_dir_has_every_column_artefact_and_count(curated):
         files = {p.suffix for p in (out / "probes" / probe).iterdir()}
         assert files == {".safetensors", ".json"}, "probes are safetensors + JSON, never pickles"
     provenance = json.loads((out / "provenance.json").read_text())
-    assert provenance["sae_hash"] and provenance["d_sae"] == 128 and provenance["pooling"] == "mean"
+    assert provenance["sae_hash"] and provenance["d_sae"] == 128 and provenance["pooling"] == "mean+last"
+    assert provenance["pooling_parts"] == {"difficulty": "mean", "quality": None, "cluster": "mean"}
     holdout = load_from_disk(str(out / "holdout"))
     assert len(holdout) == 30 and not set(holdout["id"]) & set(ds["id"]), "holdout is never curated"
     assert summary["content_hash"] == content_hash(ds)
@@ -75,7 +76,7 @@ def test_quality_set_reuses_pool_features_and_featurizes_only_corruptions(curate
     clean = quality_set.filter(lambda r: r["is_clean"] == 1).select(range(5))
     by_id = {i: n for n, i in enumerate(pool["id"])}
     fresh = featurize(clean, FeaturizeConfig(model=tiny_model_dir, sae=tiny_sae_dir, top_k=16, batch_size=8,
-                                             cache_dir=str(out / "fresh_cache")))
+                                             pooling="mean+last", cache_dir=str(out / "fresh_cache")))
     for row in fresh:
         copied = pool[by_id[row["pool_id"]]]
         assert row["sae_idx"] == copied["sae_idx"]
@@ -95,7 +96,7 @@ def test_rerun_reuses_every_stage_and_gives_the_same_hash(curated, tiny_model_di
 def test_other_settings_in_the_same_dir_are_refused(curated, tiny_model_dir, tiny_sae_dir):
     out, _ = curated
     with pytest.raises(CurateError, match="other settings.*pooling"):
-        run_curate(small_config(tiny_model_dir, tiny_sae_dir, out, pooling="max"))
+        run_curate(small_config(tiny_model_dir, tiny_sae_dir, out, pooling="mean+max"))
 
 
 def test_bad_config_values_name_the_field():
@@ -105,6 +106,12 @@ def test_bad_config_values_name_the_field():
         CurateConfig(source_levels=["gsm8k"])
     with pytest.raises(CurateError, match="either quality_threshold or quality_keep_fraction"):
         CurateConfig(quality_threshold=0.5, quality_keep_fraction=0.8)
+    with pytest.raises(CurateError, match=r"cluster_pooling_part: .*'last' is not a part of .* pooling 'mean\+max'"):
+        CurateConfig(pooling="mean+max", cluster_pooling_part="last")
+    with pytest.raises(CurateError, match=r"difficulty_pooling_part: .*'mean' is not a part of .*'max'.*null"):
+        CurateConfig(pooling="max")  # the default parts read the mean part: another pooling must say so
+    whole = CurateConfig(pooling="max", difficulty_pooling_part="null", cluster_pooling_part="max")
+    assert whole.difficulty_pooling_part is None and whole.cluster_pooling_part == "max"
 
 
 def test_kill_9_mid_run_then_rerun_gives_the_identical_dataset(curated, tiny_model_dir, tiny_sae_dir, tmp_path):

@@ -20,7 +20,9 @@ def test_curate_fits_every_probe_on_the_chosen_feature_set(tiny_model_dir, tiny_
     for kind in ("difficulty", "quality", "clusters"):
         saved = json.loads((tmp_path / "run" / "probes" / kind / "config.json").read_text())
         assert saved["config"]["features"] == "sae+dense" and saved["identity"]["features"] == "sae+dense", kind
-        assert saved["feature_width"] == 128 + 64  # the SAE block and the dense block
+        # the SAE block and the dense block; difficulty and clusters read the mean part of the mean+last pooling
+        assert saved["feature_width"] == (256 if kind == "quality" else 128) + 64, kind
+        assert saved["identity"].get("pooling_part") == (None if kind == "quality" else "mean"), kind
     curated = load_from_disk(str(tmp_path / "run" / "dataset"))
     assert {"difficulty", "quality", "cluster", "dense_mean"} <= set(curated.column_names)
     # summary.json keeps the probes' explanations, so the card a push renders from it shows them

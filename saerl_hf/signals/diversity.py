@@ -18,6 +18,7 @@ from scipy import sparse as sp
 from saerl_hf.signals.linear import _config_from_dict, check_saved_feature_set, require_feature_columns
 from saerl_hf.signals.matrix import (
     DENSE,
+    POOLING_PART_HELP,
     SAE,
     apply_scaler,
     batch_matrix,
@@ -26,6 +27,7 @@ from saerl_hf.signals.matrix import (
     feature_set,
     fit_scaler,
     identity_for,
+    part_columns,
     require_source,
     transform,
 )
@@ -45,6 +47,7 @@ class ClusterConfig:
         "help": "Before L2 normalisation: log1p_idf (log1p, then each latent weighted by its inverse document "
                 "frequency; measured best, docs/signals.md) | log1p | log1p_std | std | none ('std' centres dense "
                 "features). Default: log1p_idf for 'sae' and 'sae+dense', std for 'dense'."})
+    pooling_part: str | None = field(default=None, metadata={"help": POOLING_PART_HELP})
     n_init: int = field(default=4, metadata={"help": "k-means restarts (best inertia kept)."})
     max_iter: int = field(default=300, metadata={"help": "k-means iterations per restart."})
     seed: int = field(default=0, metadata={"help": "k-means seed."})
@@ -66,10 +69,10 @@ def l2_normalise(matrix):
 class ClusterMap:
     """Picklable batched ``datasets.map`` function adding the cluster id (nearest centroid)."""
 
-    def __init__(self, column, centroids, center, scale, scaling, features, split=None):
+    def __init__(self, column, centroids, center, scale, scaling, features, split=None, columns=None):
         self.column, self.centroids = column, np.asarray(centroids, np.float64)
         self.center, self.scale = np.asarray(center, np.float64), np.asarray(scale, np.float64)
-        self.scaling, self.features, self.split = scaling, features, split
+        self.scaling, self.features, self.split, self.columns = scaling, features, split, columns
 
     def unit_rows(self, matrix):
         return l2_normalise(apply_scaler(transform(matrix, self.scaling, self.split), self.center, self.scale))
@@ -81,8 +84,8 @@ class ClusterMap:
         return pairwise_distances_argmin(self.unit_rows(matrix), self.centroids).astype(np.int64)
 
     def __call__(self, batch: dict, indices=None) -> dict:
-        return {self.column: self.assign(batch_matrix(batch, self.features, self.centroids.shape[1],
-                                                      indices)).tolist()}
+        return {self.column: self.assign(batch_matrix(batch, self.features, self.centroids.shape[1], indices,
+                                                      self.columns)).tolist()}
 
 
 class ClusterModel:
@@ -106,6 +109,11 @@ class ClusterModel:
         self._require_fitted()
         return int(self.centroids.shape[1])
 
+    @property
+    def columns(self) -> tuple[int, int, int] | None:
+        """The part of the SAE index space this model reads (``config.pooling_part``); None: every column."""
+        return part_columns({**self.identity, "features": self.config.features})
+
     def fit(self, dataset) -> ClusterModel:
         from sklearn.cluster import KMeans
 
@@ -114,9 +122,10 @@ class ClusterModel:
         if len(dataset) < config.n_clusters:
             raise ValueError(f"n_clusters={config.n_clusters} needs at least {config.n_clusters} rows; the dataset "
                              f"has {len(dataset)}. Fix: lower n_clusters.")
-        identity = identity_for(dataset, config.features)
+        identity = identity_for(dataset, config.features, config.pooling_part)
         split = block_split(config.features, identity)
-        matrix = transform(dataset_matrix(dataset, config.features), config.scaling, split)
+        matrix = transform(dataset_matrix(dataset, config.features, columns=part_columns(identity)), config.scaling,
+                           split)
         self.center, self.scale = fit_scaler(matrix, config.scaling, split)
         unit = l2_normalise(apply_scaler(matrix, self.center, self.scale))
         start = time.perf_counter()
@@ -125,7 +134,8 @@ class ClusterModel:
         self.centroids = np.asarray(kmeans.cluster_centers_, np.float64)
         self.identity = identity
         labels = self.map_function().assign(dataset_matrix(dataset, config.features, width=None
-                                                           if config.features == DENSE else self.width))
+                                                           if config.features == DENSE else self.width,
+                                                           columns=self.columns))
         self.metrics = {
             "n_rows": len(dataset),
             "n_clusters": config.n_clusters,
@@ -138,7 +148,7 @@ class ClusterModel:
     def map_function(self) -> ClusterMap:
         self._require_fitted()
         return ClusterMap(self.config.output_column, self.centroids, self.center, self.scale, self.config.scaling,
-                          self.config.features, block_split(self.config.features, self.identity))
+                          self.config.features, block_split(self.config.features, self.identity), self.columns)
 
     def _design(self, dataset, features: str | None = None):
         from saerl_hf.signals.persistence import check_feature_set, check_identity, check_width
@@ -148,7 +158,7 @@ class ClusterModel:
         require_feature_columns(dataset, self.config.features, "cluster model")
         check_identity(self.identity, identity_for(dataset, self.config.features), "cluster model")
         matrix = dataset_matrix(dataset, self.config.features, width=None if self.config.features == DENSE
-                                else self.width)
+                                else self.width, columns=self.columns)
         check_width(self.width, matrix, "cluster model")
         return matrix
 
@@ -161,7 +171,8 @@ class ClusterModel:
 
         self._require_fitted()
         return fingerprint_of(self.KIND, self.config.output_column, self.config.scaling, self.config.features,
-                              self.centroids, self.center, self.scale)
+                              self.centroids, self.center, self.scale,
+                              *([repr(self.columns)] if self.columns else []))
 
     def apply(self, dataset, batch_size: int = 1000, features: str | None = None, **map_kwargs):
         """``dataset`` with the ``cluster`` column; fingerprint = f(input fingerprint, fitted centroids)."""

@@ -9,8 +9,9 @@ that light each one up most, a short automatic label, and per row the latents th
   the contributions plus the intercept give the raw score (before the quality probe's sigmoid) exactly.
 - :func:`probe_explanations`: the block the dataset card's "What the probes look at" section renders.
 
-A column ``i`` is latent ``i``, except under ``mean+max`` pooling where ``i >= d_sae`` is the max of latent
-``i - d_sae``; the dense block of a hybrid probe is named ``dense[j]`` (no latent behind it).
+A column ``i`` is latent ``i``, except under a two-part pooling (``mean+max``, ``mean+last``) where ``i >= d_sae``
+is the second part (max, last token) of latent ``i - d_sae``, and for a probe that reads one part only
+(``pooling_part``) where ``i`` is that part's latent ``i``; the dense block of a hybrid probe is named ``dense[j]`` (no latent behind it).
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ import numpy as np
 from scipy import sparse as sp
 
 from saerl_hf.pooling import TWO_PART
-from saerl_hf.signals.matrix import DENSE, HYBRID, SAE, apply_scaler, batch_matrix, dataset_matrix, transform
+from saerl_hf.signals.matrix import (
+    DENSE,
+    HYBRID,
+    SAE,
+    apply_scaler,
+    batch_matrix,
+    dataset_matrix,
+    part_columns,
+    transform,
+)
 
 _WORD = re.compile(r"\\[a-zA-Z]+|[a-zA-Z]{3,}")
 STOPWORDS = frozenset(
@@ -35,7 +45,11 @@ STOPWORDS = frozenset(
 
 
 def _column_name(column: int, identity: dict) -> dict:
-    """Latent, pooling part and display name of SAE column ``column``."""
+    """Latent, pooling part and display name of SAE column ``column`` (of a model that reads one part of a
+    two-part pooling, its ``pooling_part``: column 0 is the part's first latent)."""
+    columns = part_columns(identity)
+    if columns is not None:
+        column += columns[0]
     d_sae = int(identity.get("d_sae") or 0)
     pooling = identity.get("pooling") or "mean"
     if pooling in TWO_PART and d_sae and column >= d_sae:
@@ -90,10 +104,12 @@ def snippet(text: str, chars: int = 120) -> str:
 
 
 def describe_latents(latents: list[dict], pool, n_examples: int = 3, text_column: str = "problem",
-                     n_label_words: int = 3, width: int | None = None) -> list[dict]:
+                     n_label_words: int = 3, width: int | None = None,
+                     columns: tuple[int, int, int] | None = None) -> list[dict]:
     """Each latent of ``latents`` (as :func:`top_latents` gives) with ``examples`` (snippets of the pool prompts
-    where its column is largest), ``activation`` (their values) and ``label`` (its distinctive words)."""
-    matrix = dataset_matrix(pool, SAE, width=width).tocsc()
+    where its column is largest), ``activation`` (their values) and ``label`` (its distinctive words). ``columns``:
+    the probe's part of a two-part pooling (``probe.columns``), so columns are numbered as the probe numbers them."""
+    matrix = dataset_matrix(pool, SAE, width=width, columns=columns).tocsc()
     texts = list(pool[text_column])
     out = []
     for latent in latents:
@@ -122,7 +138,7 @@ def explain_row(probe, row, k: int = 5) -> dict:
     """The ``k`` columns with the largest |contribution| (``weight x preprocessed value``) to ``row``'s score:
     ``{"score", "raw", "intercept", "top": [...], "rest"}``; ``intercept + sum(all contributions) == raw``."""
     probe._require_fitted()
-    matrix = batch_matrix(_row_batch(row), probe.features, probe.width)
+    matrix = batch_matrix(_row_batch(row), probe.features, probe.width, columns=probe.columns)
     design = apply_scaler(transform(matrix, probe.config.scaling, probe.split), probe.center, probe.scale)
     values = design.toarray().ravel() if sp.issparse(design) else np.asarray(design).ravel()
     contributions = values * probe.coef
@@ -155,6 +171,7 @@ def probe_explanations(pool, difficulty=None, quality=None, k: int = 5, n_exampl
         if probe is None or probe.features == DENSE:
             continue
         width = probe.split if probe.features == HYBRID else probe.width
-        latents = describe_latents(top_latents(probe, k), pool, n_examples, text_column, width=width)
+        latents = describe_latents(top_latents(probe, k), pool, n_examples, text_column, width=width,
+                                   columns=probe.columns)
         out.append({"signal": signal, "features": probe.features, "direction": direction, "latents": latents})
     return out

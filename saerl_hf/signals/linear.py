@@ -19,6 +19,7 @@ from saerl_hf.signals.matrix import (
     feature_set,
     identity_for,
     linear_scores,
+    part_columns,
     require_source,
     sigmoid,
     transform,
@@ -35,10 +36,11 @@ class LinearSignalMap:
     """
 
     def __init__(self, column: str, coef, intercept: float, center, scale, scaling: str, features: str,
-                 link: str = "identity", split: int | None = None):
+                 link: str = "identity", split: int | None = None, columns: tuple[int, int, int] | None = None):
         self.column, self.coef, self.intercept = column, np.asarray(coef, np.float64), float(intercept)
         self.center, self.scale = np.asarray(center, np.float64), np.asarray(scale, np.float64)
         self.scaling, self.features, self.link, self.split = scaling, features, link, split
+        self.columns = columns
 
     def scores(self, matrix) -> np.ndarray:
         raw = linear_scores(transform(matrix, self.scaling, self.split), self.coef, self.intercept, self.center,
@@ -46,7 +48,8 @@ class LinearSignalMap:
         return sigmoid(raw) if self.link == "sigmoid" else raw
 
     def __call__(self, batch: dict, indices=None) -> dict:
-        return {self.column: self.scores(batch_matrix(batch, self.features, self.coef.shape[0], indices)).tolist()}
+        matrix = batch_matrix(batch, self.features, self.coef.shape[0], indices, self.columns)
+        return {self.column: self.scores(matrix).tolist()}
 
 
 class LinearProbe:
@@ -105,6 +108,11 @@ class LinearProbe:
         """SAE block width of a hybrid model (None otherwise)."""
         return block_split(self.features, self.identity)
 
+    @property
+    def columns(self) -> tuple[int, int, int] | None:
+        """The part of the SAE index space this model reads (``config.pooling_part``); None: every column."""
+        return part_columns({**self.identity, "features": self.features})
+
     def _design(self, dataset, features: str | None = None):
         """Raw feature matrix of ``dataset`` after the feature-set, SAE-identity and width checks."""
         from saerl_hf.signals.persistence import check_feature_set, check_identity, check_width
@@ -114,7 +122,8 @@ class LinearProbe:
             check_feature_set(self.features, features, what)
         require_feature_columns(dataset, self.features, what)
         check_identity(self.identity, identity_for(dataset, self.features), what)
-        matrix = dataset_matrix(dataset, self.features, width=None if self.features == DENSE else self.width)
+        matrix = dataset_matrix(dataset, self.features, width=None if self.features == DENSE else self.width,
+                                columns=self.columns)
         check_width(self.width, matrix, what)
         return matrix
 
@@ -122,7 +131,7 @@ class LinearProbe:
     def map_function(self) -> LinearSignalMap:
         self._require_fitted()
         return LinearSignalMap(self.config.output_column, self.coef, self.intercept, self.center, self.scale,
-                               self.config.scaling, self.features, self.LINK, self.split)
+                               self.config.scaling, self.features, self.LINK, self.split, self.columns)
 
     def predict(self, dataset, features: str | None = None) -> np.ndarray:
         """Scores of every row (float64). ``features``: the set the caller means to score with; another set than
@@ -141,7 +150,8 @@ class LinearProbe:
 
         self._require_fitted()
         return fingerprint_of(self.KIND, self.config.output_column, self.config.scaling, self.config.features,
-                              self.coef, self.center, self.scale, repr(self.intercept))
+                              self.coef, self.center, self.scale, repr(self.intercept),
+                              *([repr(self.columns)] if self.columns else []))  # unchanged for whole-vector models
 
     def apply(self, dataset, batch_size: int = 1000, features: str | None = None, **map_kwargs):
         """``dataset`` with the output column added; the ``datasets`` fingerprint depends only on the

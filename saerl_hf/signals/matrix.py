@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse as sp
 
+from saerl_hf.pooling import TWO_PART
 from saerl_hf.sparse import (
     InvalidFeaturesError,
     MissingFeaturesError,
@@ -61,15 +62,48 @@ def sae_index_width(dataset) -> int | None:
     return int(width) if width is not None else None
 
 
-def dataset_matrix(dataset, features: str = SAE, width: int | None = None):
+#: The signal models' ``pooling_part`` option help (difficulty, quality and clusters share it).
+POOLING_PART_HELP = ("With a two-part pooling (mean+last, mean+max): read only this part of the SAE features ('mean', "
+                     "'last' or 'max'; the dense block is never cut). None, '' or the pooling itself: every column. "
+                     "Why: the parts carry different signals (docs/signals.md: the last-token half helps the quality "
+                     "probe but pulls clusters away from the topic).")
+
+
+def part_range(pooling: str | None, d_sae: int, part: str | None) -> tuple[int, int] | None:
+    """``[start, stop)`` of the SAE index space that ``part`` of ``pooling`` covers; None when ``part`` keeps every
+    column (None, '' or the pooling itself). A part the pooling does not have raises naming the parts it has."""
+    pooling = pooling or "mean"
+    if not part or part == pooling:
+        return None
+    parts = TWO_PART.get(pooling, (pooling,))
+    if part not in parts:
+        raise ValueError(f"pooling_part {part!r} is not a part of the features' pooling {pooling!r} (its parts: "
+                         f"{', '.join(parts)}). Fix: pass one of those, or none to read every column.")
+    at = parts.index(part)
+    return at * int(d_sae), (at + 1) * int(d_sae)
+
+
+def part_columns(identity: dict) -> tuple[int, int, int] | None:
+    """``(start, stop, width of the whole SAE index space)`` of the part a model fitted with ``identity`` reads
+    (its ``pooling_part``), or None when it reads every SAE column."""
+    if feature_set(identity.get("features", SAE)) == DENSE or not identity.get("pooling_part"):
+        return None
+    span = part_range(identity.get("pooling"), int(identity["d_sae"]), identity["pooling_part"])
+    return None if span is None else (*span, int(identity.get("n_features") or identity["d_sae"]))
+
+
+def dataset_matrix(dataset, features: str = SAE, width: int | None = None, columns: tuple[int, int, int] | None = None):
     """(rows, width) matrix: CSR float32 for SAE features, dense float64 for ``dense_mean``, and for the
-    hybrid a CSR matrix whose dense block is stored entry by entry (so its centring stays exact)."""
+    hybrid a CSR matrix whose dense block is stored entry by entry (so its centring stays exact). ``columns``
+    (:func:`part_columns`) keeps one part of the SAE index space (``width`` is then the part's)."""
     features = feature_set(features)
     require_source(dataset, features)
     if features == DENSE:
         return np.asarray(dataset.with_format("numpy")[DENSE], dtype=np.float64)
     dense = np.asarray(dataset.with_format("numpy")[DENSE], dtype=np.float64) if features == HYBRID else None
-    if width is None:
+    if columns is not None:
+        width = columns[2]
+    elif width is None:
         width = sae_index_width(dataset)
     elif dense is not None:
         width -= dense.shape[1]
@@ -79,7 +113,13 @@ def dataset_matrix(dataset, features: str = SAE, width: int | None = None):
             f"Feature index {int(matrix.indices.max())} >= width {matrix.shape[1]}: the features come from a "
             f"wider SAE than the model expects. Fix: featurize with the SAE the model was fitted on."
         )
+    matrix = _keep_part(matrix, columns)
     return matrix if dense is None else hstack_explicit(matrix, dense)
+
+
+def _keep_part(matrix, columns):
+    """The CSR columns ``[start, stop)`` of ``columns`` (renumbered from 0); ``matrix`` itself when None."""
+    return matrix if columns is None else matrix[:, columns[0]:columns[1]].tocsr()
 
 
 def hstack_explicit(sae_block, dense: np.ndarray):
@@ -100,8 +140,9 @@ def hstack_explicit(sae_block, dense: np.ndarray):
     return sp.csr_matrix((data, indices, indptr), shape=(n, split + d))
 
 
-def batch_matrix(batch: dict, features: str, width: int, indices=None):
-    """The matrix of one ``datasets.map`` batch (lists of lists), same layout as ``dataset_matrix``.
+def batch_matrix(batch: dict, features: str, width: int, indices=None, columns: tuple[int, int, int] | None = None):
+    """The matrix of one ``datasets.map`` batch (lists of lists), same layout as ``dataset_matrix`` (``columns``
+    too: ``width`` is then the model's, part plus dense block).
 
     Bad rows (misaligned ``sae_idx``/``sae_val``, out-of-range indices, NaN/inf) raise naming the row:
     its dataset index when ``indices`` (``map(with_indices=True)``) is given, else its place in the batch.
@@ -109,9 +150,11 @@ def batch_matrix(batch: dict, features: str, width: int, indices=None):
     features = feature_set(features)
     if features == HYBRID:
         dense = _batch_dense(batch, len(batch[DENSE][0]) if batch[DENSE] else 0, indices)
-        return hstack_explicit(batch_matrix(batch, SAE, width - dense.shape[1], indices), dense)
+        return hstack_explicit(batch_matrix(batch, SAE, width - dense.shape[1], indices, columns), dense)
     if features == DENSE:
         return _batch_dense(batch, width, indices)
+    if columns is not None:
+        width = columns[2]
     idx_rows, val_rows = batch["sae_idx"], batch["sae_val"]
     lengths = np.fromiter((len(r) for r in idx_rows), dtype=np.int64, count=len(idx_rows))
     val_lengths = np.fromiter((len(r) for r in val_rows), dtype=np.int64, count=len(val_rows))
@@ -120,7 +163,7 @@ def batch_matrix(batch: dict, features: str, width: int, indices=None):
     check_feature_arrays(lengths, val_lengths, flat_idx, np.zeros(0), width, row_ids=indices)
     values = np.fromiter((v for r in val_rows for v in r), dtype=np.float32, count=int(indptr[-1]))
     check_feature_arrays(lengths, val_lengths, flat_idx, values, width, row_ids=indices)
-    return sp.csr_matrix((values, flat_idx.astype(np.int32), indptr), shape=(len(idx_rows), width))
+    return _keep_part(sp.csr_matrix((values, flat_idx.astype(np.int32), indptr), shape=(len(idx_rows), width)), columns)
 
 
 def _batch_dense(batch: dict, width: int, indices) -> np.ndarray:
@@ -229,8 +272,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def identity_for(dataset, features: str) -> dict:
-    """The feature-space identity a model fitted on ``dataset`` must record (``features`` names the set)."""
+def identity_for(dataset, features: str, pooling_part: str | None = None) -> dict:
+    """The feature-space identity a model fitted on ``dataset`` must record (``features`` names the set; a
+    ``pooling_part`` that keeps fewer than every SAE column is recorded and checked against the pooling here)."""
     from saerl_hf.signals.persistence import sae_identity
 
     features = feature_set(features)
@@ -242,6 +286,8 @@ def identity_for(dataset, features: str) -> dict:
         identity["n_features"] = sae_index_width(dataset)
         if features == HYBRID:
             identity["d_in"] = identity.get("d_in") or len(dataset[0][DENSE])
+        if part_range(identity.get("pooling"), identity["d_sae"], pooling_part) is not None:
+            identity["pooling_part"] = pooling_part
     identity["features"] = features
     return identity
 
@@ -250,7 +296,8 @@ def block_split(features: str, identity: dict) -> int | None:
     """Width of the SAE block of a hybrid model (None for the single-block feature sets)."""
     if feature_set(features) != HYBRID:
         return None
-    return int(identity.get("n_features") or identity["d_sae"])
+    columns = part_columns({**identity, "features": features})
+    return columns[1] - columns[0] if columns else int(identity.get("n_features") or identity["d_sae"])
 
 
 def matrix_width(dataset, features: str) -> int:

@@ -16,6 +16,7 @@ from scipy import sparse as sp
 from saerl_hf.signals.linear import LinearProbe, fit_counting_convergence, numeric_labels
 from saerl_hf.signals.matrix import (
     DENSE,
+    POOLING_PART_HELP,
     SAE,
     SCALING_HELP,
     apply_scaler,
@@ -25,6 +26,7 @@ from saerl_hf.signals.matrix import (
     fit_scaler,
     identity_for,
     linear_scores,
+    part_columns,
     require_source,
     sigmoid,
     transform,
@@ -43,6 +45,7 @@ class QualityConfig:
                                                           "mean residual, alias of 'dense_mean') or 'sae+dense' "
                                                           "(both blocks, each scaled to equal weight)."})
     scaling: str | None = field(default=None, metadata={"help": SCALING_HELP})
+    pooling_part: str | None = field(default=None, metadata={"help": POOLING_PART_HELP})
     Cs: int = field(default=8, metadata={"help": "Inverse regularisation strengths tried by CV (log grid)."})
     cv: int = field(default=5, metadata={"help": "Cross-validation folds for C."})
     min_per_class: int = field(default=20, metadata={"help": "Fewer labelled rows in a class is an error."})
@@ -67,13 +70,15 @@ class QualityProbe(LinearProbe):
         negative (both featurized with the same SAE)."""
         config = self._resolve_scaling()
         require_source(dataset, config.features)
-        identity = identity_for(dataset, config.features)
-        matrix = dataset_matrix(dataset, config.features)
+        identity = identity_for(dataset, config.features, config.pooling_part)
+        columns = part_columns(identity)
+        matrix = dataset_matrix(dataset, config.features, columns=columns)
         if negatives is None:
             labels = numeric_labels(dataset, config.label_column)
         else:
             check_identity(identity, identity_for(negatives, config.features), "negatives of the quality probe")
-            neg = dataset_matrix(negatives, config.features, width=None if config.features == DENSE else matrix.shape[1])
+            neg = dataset_matrix(negatives, config.features, width=None if config.features == DENSE else matrix.shape[1],
+                                 columns=columns)
             matrix = sp.vstack([matrix, neg]).tocsr() if sp.issparse(matrix) else np.vstack([matrix, neg])
             labels = np.r_[np.ones(len(dataset)), np.zeros(len(negatives))]
         keep = np.flatnonzero(np.isfinite(labels))

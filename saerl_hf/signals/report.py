@@ -49,7 +49,14 @@ class ReportSignalsConfig:
     layer: int | None = field(default=None, metadata={"help": "Block to read (default: the SAE's own layer)."})
     top_k: int = field(default=0, metadata={"help": "Pooled latents kept per prompt (featurize top_k; 0 = every "
                                                     "active latent, the featurize default)."})
-    pooling: str = field(default="mean", metadata={"help": "Pooling of SAE codes over the problem's tokens."})
+    pooling: str = field(default="mean+last", metadata={"help": "Pooling of SAE codes over the problem's tokens "
+                                                                "(curate's default: see its help)."})
+    difficulty_pooling_part: str | None = field(default="mean", metadata={
+        "help": "Part of a two-part pooling the difficulty probes read (as curate's option; none: every column)."})
+    quality_pooling_part: str | None = field(default=None, metadata={
+        "help": "Part of a two-part pooling the quality probes read (as curate's option; default: every column)."})
+    cluster_pooling_part: str | None = field(default="mean", metadata={
+        "help": "Part of a two-part pooling the clusters read (as curate's option; none: every column)."})
     max_length: int = field(default=256, metadata={"help": "Prompt tokens read per problem (longer are cut)."})
     reader_dtype: str = field(default="auto", metadata={"help": "Reader model dtype when featurizing: float32, "
                                                                 "bfloat16, or auto (bfloat16 where it is native, "

@@ -56,11 +56,13 @@ def generalisation_section(train, test, featurize, config) -> dict:
     def interval(metric, x, y):
         return bootstrap_ci(metric, x, y, config.bootstrap, config.seed)
 
-    quality_config = QualityConfig(seed=config.seed)
+    quality_config = QualityConfig(seed=config.seed, pooling_part=config.quality_pooling_part)
     quality = quality_generalisation(train_q, test_q, real, config=quality_config, interval=interval)
+    difficulty_config = DifficultyConfig(label_column="level", seed=config.seed,
+                                         pooling_part=config.difficulty_pooling_part)
     curve = learning_curve(train, test, sizes=tuple(config.learning_curve_sizes), seed=config.seed,
-                           config=DifficultyConfig(label_column="level", seed=config.seed), interval=interval)
-    difficulty_probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed)).fit(train)
+                           config=difficulty_config, interval=interval)
+    difficulty_probe = DifficultyProbe(difficulty_config).fit(train)
     quality_probe = QualityProbe(quality_config).fit(train_q)
     explanations = probe_explanations(train, difficulty_probe, quality_probe, k=config.explain_k)
     example = test[int(np.argmax(difficulty_probe.predict(test)))]

@@ -39,6 +39,7 @@ def report_context(results: dict, config: ReportSignalsConfig) -> dict:
     feat_per_1000 = featurize["seconds"] / featurize["rows"] * 1000 if featurize else 0
     return {
         "config": config, "prov": {key: results["provenance"].get(key) for key in PROVENANCE_KEYS},
+        "parts": pooling_parts(config),
         "sae_training_text": _sae_training_text(results.get("sae_training") or {}),
         "machine": results["machine"], "wall_seconds": results["wall_seconds"],
         "difficulty": diff, "sae_rho": sae_difficulty["spearman"],
@@ -60,6 +61,14 @@ def report_context(results: dict, config: ReportSignalsConfig) -> dict:
         "proxy_per_1000": feat_per_1000 + cost["difficulty_apply_seconds_per_1000"],
         "verdict": verdict(diff, qual["rows"], clus, ablation),
     }
+
+
+def pooling_parts(config: ReportSignalsConfig) -> dict[str, str]:
+    """The signals that read one part of a two-part pooling (``--<signal>_pooling_part``), for the page."""
+    from saerl_hf.signals.matrix import part_range
+
+    parts = {signal: getattr(config, f"{signal}_pooling_part", None) for signal in ("difficulty", "quality", "cluster")}
+    return {signal: part for signal, part in parts.items() if part_range(config.pooling, 1, part) is not None}
 
 
 def verdict(diff: dict, qual: dict, clus: dict, ablation: dict) -> dict:

@@ -96,7 +96,7 @@ def difficulty_section(train, test, config: ReportSignalsConfig, tokenizer, prob
     from sklearn.linear_model import RidgeCV
 
     from saerl_hf.signals.difficulty import DifficultyConfig, DifficultyProbe
-    from saerl_hf.signals.matrix import dataset_matrix, fit_scaler, transform
+    from saerl_hf.signals.matrix import dataset_matrix, fit_scaler, identity_for, part_columns, transform
 
     levels = np.asarray(test["level"], dtype=float)
     rows, predictions = {}, {}
@@ -111,7 +111,8 @@ def difficulty_section(train, test, config: ReportSignalsConfig, tokenizer, prob
     for name, features, scaling in (("SAE, ElasticNetCV", "sae", "log1p"),
                                     ("dense, ElasticNetCV", "dense_mean", "std")):
         probe = DifficultyProbe(DifficultyConfig(label_column="level", features=features, scaling=scaling,
-                                                 seed=config.seed)).fit(train)
+                                                 seed=config.seed,
+                                                 pooling_part=config.difficulty_pooling_part)).fit(train)
         m = probe.metrics
         record(name, probe.predict(test), m["fit_seconds"],
                f"alpha {m['alpha']:.3g}, l1_ratio {m['l1_ratio']}, {m['n_nonzero_coef']} non-zero coefs, "
@@ -125,9 +126,10 @@ def difficulty_section(train, test, config: ReportSignalsConfig, tokenizer, prob
     # Ridge on the same preprocessed matrices (the paper's summaries name ElasticNet and ridge).
     y_train = np.asarray(train["level"], dtype=float)
     for name, features, scaling in (("SAE, RidgeCV", "sae", "log1p"), ("dense, RidgeCV", "dense_mean", "std")):
-        x_train = transform(dataset_matrix(train, features), scaling)
-        x_test = transform(dataset_matrix(test, features, width=x_train.shape[1] if features == "sae" else None),
-                           scaling)
+        columns = part_columns(identity_for(train, features, config.difficulty_pooling_part))
+        x_train = transform(dataset_matrix(train, features, columns=columns), scaling)
+        x_test = transform(dataset_matrix(test, features, width=x_train.shape[1] if features == "sae" else None,
+                                          columns=columns), scaling)
         center, scale = fit_scaler(x_train, scaling)
         if features == "sae":
             x_train, x_test = x_train.multiply(1 / scale).tocsr(), x_test.multiply(1 / scale).tocsr()
@@ -156,7 +158,8 @@ def top_k_ablation(train_raw, test_raw, train, test, config: ReportSignalsConfig
     levels = np.asarray(test["level"], dtype=float)
     rows = {}
     for top_k, (fit_on, score_on) in variants.items():
-        probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed)).fit(fit_on)
+        probe = DifficultyProbe(DifficultyConfig(label_column="level", seed=config.seed,
+                                                 pooling_part=config.difficulty_pooling_part)).fit(fit_on)
         pred = probe.predict(score_on)
         rows[f"SAE top-{top_k}, ElasticNetCV ({n} train)"] = {
             "spearman": spearman(pred, levels), "ci95": bootstrap_ci(spearman, pred, levels, config.bootstrap,
@@ -183,7 +186,8 @@ def quality_section(train_clean, test_clean, featurize, config: ReportSignalsCon
     kinds = np.r_[np.array(["none"] * len(test_clean)), np.asarray(test_neg["corruption"])]
     rows, curves = {}, {}
     for name, features, scaling in (("SAE, logistic", "sae", "log1p"), ("dense, logistic", "dense_mean", "std")):
-        probe = QualityProbe(QualityConfig(features=features, scaling=scaling, seed=config.seed))
+        probe = QualityProbe(QualityConfig(features=features, scaling=scaling, seed=config.seed,
+                                           pooling_part=config.quality_pooling_part))
         probe.fit(train_clean, negatives=train_neg)
         score = np.r_[probe.predict(test_clean), probe.predict(test_neg)]
         per_kind = {k: auroc(score[(kinds == "none") | (kinds == k)], y_test[(kinds == "none") | (kinds == k)])
@@ -213,7 +217,8 @@ def quality_section(train_clean, test_clean, featurize, config: ReportSignalsCon
 CLUSTER_SEEDS = 3
 
 
-def clusters_over_seeds(train, test, config: ReportSignalsConfig, features: str = "sae", scaling: str | None = None):
+def clusters_over_seeds(train, test, config: ReportSignalsConfig, features: str = "sae", scaling: str | None = None,
+                        pooling_part: str | None = None):
     """k-means on ``train`` at ``CLUSTER_SEEDS`` seeds from ``config.seed``: the first seed's model and MATH-500
     clusters, and the NMI with ``test["subject"]`` at every seed (NMI moves by a few hundredths between restarts)."""
     from sklearn.metrics import normalized_mutual_info_score
@@ -223,7 +228,7 @@ def clusters_over_seeds(train, test, config: ReportSignalsConfig, features: str 
     seeds = []
     for seed in range(config.seed, config.seed + CLUSTER_SEEDS):
         model = ClusterModel(ClusterConfig(n_clusters=config.n_clusters, features=features, scaling=scaling,
-                                           seed=seed)).fit(train)
+                                           seed=seed, pooling_part=pooling_part)).fit(train)
         seeds.append((model, model.predict(test)))
     nmi = [float(normalized_mutual_info_score(test["subject"], clusters)) for _, clusters in seeds]
     return *seeds[0], nmi
@@ -239,7 +244,8 @@ def cluster_section(train, test, config: ReportSignalsConfig) -> dict:
     rows, assignments = {}, {}
     for name, features, scaling in (("SAE k-means", "sae", "log1p_idf"), ("SAE k-means, no idf", "sae", "log1p"),
                                     ("dense k-means", "dense_mean", "std")):
-        model, test_clusters, nmi = clusters_over_seeds(train, test, config, features, scaling)
+        model, test_clusters, nmi = clusters_over_seeds(train, test, config, features, scaling,
+                                                        config.cluster_pooling_part)
         rows[name] = {"scaling": scaling, "nmi_test": nmi[0], "nmi_test_seeds": nmi,
                       "nmi_train": float(normalized_mutual_info_score(train["subject"], model.predict(train))),
                       "fit_seconds": model.metrics["fit_seconds"], "sizes": model.metrics["cluster_sizes"]}
