@@ -150,12 +150,11 @@ class CurateConfig:
 
     def _check_pooling_parts(self) -> None:
         """Each signal's pooling part must be a part of ``pooling`` (checked before any reader runs)."""
-        from saerl_hf.signals.matrix import part_range
+        from saerl_hf.signals.matrix import part_range, pooling_part_name
 
         for option in ("difficulty_pooling_part", "quality_pooling_part", "cluster_pooling_part"):
-            if str(getattr(self, option)).lower() in ("none", "null", "all", ""):
-                setattr(self, option, None)
             try:
+                setattr(self, option, pooling_part_name(getattr(self, option)))
                 part_range(self.pooling, 1, getattr(self, option))
             except ValueError as err:
                 raise CurateError(f"{option}: {err} (pooling is the curate option `pooling: {self.pooling}`; "

@@ -26,6 +26,7 @@ from saerl_hf.signals.matrix import (
     identity_for,
     linear_scores,
     part_columns,
+    pooling_part_name,
     require_source,
     transform,
 )
@@ -66,6 +67,7 @@ class DifficultyConfig:
 
     def __post_init__(self):
         self.features = feature_set(self.features)
+        self.pooling_part = pooling_part_name(self.pooling_part)
 
     def sign(self) -> float:
         harder = self.higher_is_harder

@@ -28,6 +28,7 @@ from saerl_hf.signals.matrix import (
     fit_scaler,
     identity_for,
     part_columns,
+    pooling_part_name,
     require_source,
     transform,
 )
@@ -55,6 +56,7 @@ class ClusterConfig:
 
     def __post_init__(self):
         self.features = feature_set(self.features)
+        self.pooling_part = pooling_part_name(self.pooling_part)
         if self.scaling is None:  # the residual is signed and dense: log1p would clip it, idf is 1 everywhere
             self.scaling = "std" if self.features == DENSE else "log1p_idf"
 

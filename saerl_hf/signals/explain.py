@@ -9,9 +9,9 @@ that light each one up most, a short automatic label, and per row the latents th
   the contributions plus the intercept give the raw score (before the quality probe's sigmoid) exactly.
 - :func:`probe_explanations`: the block the dataset card's "What the probes look at" section renders.
 
-A column ``i`` is latent ``i``, except under a two-part pooling (``mean+max``, ``mean+last``) where ``i >= d_sae``
-is the second part (max, last token) of latent ``i - d_sae``, and for a probe that reads one part only
-(``pooling_part``) where ``i`` is that part's latent ``i``; the dense block of a hybrid probe is named ``dense[j]`` (no latent behind it).
+A column ``i`` is latent ``i``, except under a two-part pooling (``mean+max``, ``mean+last``) where
+``i >= d_sae`` is the second part (max, last token) of latent ``i - d_sae``, and for a probe that reads one
+part only (``pooling_part``) where ``i`` is that part's latent ``i``; the dense block of a hybrid probe is named ``dense[j]`` (no latent behind it).
 """
 
 from __future__ import annotations

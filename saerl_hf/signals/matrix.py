@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse as sp
 
-from saerl_hf.pooling import TWO_PART
+from saerl_hf.pooling import POOLINGS, TWO_PART, pooled_width
 from saerl_hf.sparse import (
     InvalidFeaturesError,
     MissingFeaturesError,
@@ -69,6 +69,16 @@ POOLING_PART_HELP = ("With a two-part pooling (mean+last, mean+max): read only t
                      "probe but pulls clusters away from the topic).")
 
 
+def pooling_part_name(part: str | None) -> str | None:
+    """A ``pooling_part`` option as given (None, '', 'none', 'null' or 'all' -> None), checked to be a pooling name,
+    so a typo fails at config time even where no part applies (dense features)."""
+    if part is None or str(part).strip().lower() in ("", "none", "null", "all"):
+        return None
+    if part not in POOLINGS:
+        raise ValueError(f"pooling_part must be one of {', '.join(POOLINGS)} or none, got {part!r}.")
+    return part
+
+
 def part_range(pooling: str | None, d_sae: int, part: str | None) -> tuple[int, int] | None:
     """``[start, stop)`` of the SAE index space that ``part`` of ``pooling`` covers; None when ``part`` keeps every
     column (None, '' or the pooling itself). A part the pooling does not have raises naming the parts it has."""
@@ -89,7 +99,8 @@ def part_columns(identity: dict) -> tuple[int, int, int] | None:
     if feature_set(identity.get("features", SAE)) == DENSE or not identity.get("pooling_part"):
         return None
     span = part_range(identity.get("pooling"), int(identity["d_sae"]), identity["pooling_part"])
-    return None if span is None else (*span, int(identity.get("n_features") or identity["d_sae"]))
+    width = identity.get("n_features") or pooled_width(identity.get("pooling") or "mean", identity["d_sae"])
+    return None if span is None else (*span, int(width))
 
 
 def dataset_matrix(dataset, features: str = SAE, width: int | None = None, columns: tuple[int, int, int] | None = None):

@@ -27,6 +27,7 @@ from saerl_hf.signals.matrix import (
     identity_for,
     linear_scores,
     part_columns,
+    pooling_part_name,
     require_source,
     sigmoid,
     transform,
@@ -55,6 +56,7 @@ class QualityConfig:
 
     def __post_init__(self):
         self.features = feature_set(self.features)
+        self.pooling_part = pooling_part_name(self.pooling_part)
 
 
 class QualityProbe(LinearProbe):
