@@ -57,6 +57,15 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     assert len(images) == 4 and all((out.parent / image).is_file() for image in images)
     results = json.loads((tmp_path / "cache" / "results.json").read_text())
     assert results["difficulty"]["SAE, ElasticNetCV"]["round_trip_identical"] is True
+    # the default pooling is mean+last, read by each signal in its own part: the page and the saved probe say so
+    assert "--pooling mean+last --difficulty_pooling_part mean --cluster_pooling_part mean --top_k" in text
+    assert "the difficulty models read the mean part, the cluster models read the mean part, the others" in text
+    saved = json.loads((tmp_path / "cache" / "probes" / "difficulty" / "config.json").read_text())
+    assert saved["identity"]["pooling_part"] == "mean" and saved["feature_width"] == 256
+    for row in results["clusters"]["rows"].values():  # the first seed's NMI with its bootstrap interval
+        low, high = row["nmi_test_ci95"]
+        assert 0.0 <= low <= high <= 1.0
+    assert re.search(r"^\| SAE k-means \(`log1p_idf`\) \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", text, re.M)
     assert results["cost"]["passrate"]["prompts"] == 2
     dtype = results["provenance"]["dtype"]  # auto: bfloat16 where native (devices.native_bf16), else float32
     assert dtype in ("bfloat16", "float32") and f"reader in {dtype}." in text

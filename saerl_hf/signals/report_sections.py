@@ -234,6 +234,12 @@ def clusters_over_seeds(train, test, config: ReportSignalsConfig, features: str 
     return *seeds[0], nmi
 
 
+def _nmi(clusters, subjects) -> float:
+    from sklearn.metrics import normalized_mutual_info_score
+
+    return float(normalized_mutual_info_score(subjects, clusters))
+
+
 def cluster_section(train, test, config: ReportSignalsConfig) -> dict:
     """NMI of k-means clusters with MATH subjects: SAE latents idf-weighted (the default), the same without idf,
     and the dense baseline; each at ``CLUSTER_SEEDS`` k-means seeds (the first is the row's main figure)."""
@@ -242,11 +248,13 @@ def cluster_section(train, test, config: ReportSignalsConfig) -> dict:
     from saerl_hf.signals.diversity import deduplicate
 
     rows, assignments = {}, {}
+    subject_codes = np.unique(np.asarray(test["subject"]), return_inverse=True)[1]  # numbers, for the bootstrap
     for name, features, scaling in (("SAE k-means", "sae", "log1p_idf"), ("SAE k-means, no idf", "sae", "log1p"),
                                     ("dense k-means", "dense_mean", "std")):
         model, test_clusters, nmi = clusters_over_seeds(train, test, config, features, scaling,
                                                         config.cluster_pooling_part)
         rows[name] = {"scaling": scaling, "nmi_test": nmi[0], "nmi_test_seeds": nmi,
+                      "nmi_test_ci95": bootstrap_ci(_nmi, test_clusters, subject_codes, config.bootstrap, config.seed),
                       "nmi_train": float(normalized_mutual_info_score(train["subject"], model.predict(train))),
                       "fit_seconds": model.metrics["fit_seconds"], "sizes": model.metrics["cluster_sizes"]}
         assignments[name] = test_clusters
