@@ -132,7 +132,10 @@ def _page(results: dict, config: ReportSignalsConfig, page_path: str | None = No
     from saerl_hf.signals.report_sweep import sweep_section_for
 
     page = render_markdown(results, config)
-    page += render_generalisation(results["generalisation"]) if results.get("generalisation") else ""
+    from saerl_hf.signals.report_render import pooling_parts
+
+    page += render_generalisation(results["generalisation"], config.pooling, pooling_parts(config)) \
+        if results.get("generalisation") else ""
     return page + sweep_section_for(page_path or config.output)
 
 

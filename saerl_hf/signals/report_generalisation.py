@@ -241,8 +241,9 @@ def _variant_score(train, test, config, features: str) -> dict:
             "fit_seconds": probe.metrics["fit_seconds"]}
 
 
-def render_generalisation(section: dict) -> str:
-    """The Markdown of :func:`generalisation_section`'s results (``templates/signals_generalisation.md``)."""
+def render_generalisation(section: dict, pooling: str = "mean", parts: dict | None = None) -> str:
+    """The Markdown of :func:`generalisation_section`'s results (``templates/signals_generalisation.md``);
+    ``pooling`` and ``parts`` (signal -> the part it reads) describe the page's own featurization."""
     from saerl_hf.templating import environment
 
     sizes = sorted({row["n_labels"] for row in section["learning_curve"]})
@@ -254,6 +255,7 @@ def render_generalisation(section: dict) -> str:
                             for k in ((row.get("quality") or {}).get("leave_one_kind_out") or {}).get("per_kind", {})})
     return environment().get_template("signals_generalisation.md").render(
         section=section, sizes=sizes, curve=curve, kinds=kinds, variant_kinds=variant_kinds, fmt=_fmt, ci=_ci,
+        pooling=pooling, parts=parts or {},
         quality_verdict=quality_verdict(section["quality"]), curve_verdict=curve_verdict(section["learning_curve"]),
         variant_verdict=variant_verdict(section.get("variants") or [], section["learning_curve"]))
 
