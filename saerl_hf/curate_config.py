@@ -143,22 +143,12 @@ class CurateConfig:
         if not self.sources:
             raise CurateError("sources is empty: nothing to curate. Fix: list at least one, e.g. sources: "
                               "[gsm8k:train, mawps].")
-        self._check_pooling_parts()
+        from saerl_hf.signals.matrix import check_pooling_parts
+
+        check_pooling_parts(self, CurateError)
         self.source_levels = list(self.source_levels or [])
         self.level_map()  # validate early
         self.column_map()
-
-    def _check_pooling_parts(self) -> None:
-        """Each signal's pooling part must be a part of ``pooling`` (checked before any reader runs)."""
-        from saerl_hf.signals.matrix import part_range, pooling_part_name
-
-        for option in ("difficulty_pooling_part", "quality_pooling_part", "cluster_pooling_part"):
-            try:
-                setattr(self, option, pooling_part_name(getattr(self, option)))
-                part_range(self.pooling, 1, getattr(self, option))
-            except ValueError as err:
-                raise CurateError(f"{option}: {err} (pooling is the curate option `pooling: {self.pooling}`; "
-                                  f"set `{option}: null` to read every column)") from None
 
     def column_map(self) -> dict[str, str]:
         out = {}

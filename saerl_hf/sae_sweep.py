@@ -198,12 +198,14 @@ def train_or_reuse(point: SweepPoint) -> tuple[dict, bool]:
 def _featurizer(config: SAESweepConfig, sae_dir: Path, layer: int | None = None):
     """report-signals' featurizer (its cache, its timings) with this SAE, its block (a point's own ``layer=``) and
     the sweep's reading settings."""
+    from saerl_hf.signals.matrix import PART_OPTIONS
     from saerl_hf.signals.report import ReportSignalsConfig
     from saerl_hf.signals.report_sections import Featurizer
 
     report = ReportSignalsConfig(model=config.model, sae=str(sae_dir), layer=layer, top_k=config.top_k,
                                  pooling=config.pooling, max_length=config.max_length,
-                                 reader_dtype=config.reader_dtype, seed=config.seed, bootstrap=config.bootstrap)
+                                 reader_dtype=config.reader_dtype, seed=config.seed, bootstrap=config.bootstrap,
+                                 **dict.fromkeys(PART_OPTIONS))  # the sweep scores the whole pooled vector
     return Featurizer(report, Path(config.output_dir))
 
 

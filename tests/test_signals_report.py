@@ -206,3 +206,12 @@ def test_variant_verdict_names_the_best_variant_against_dense():
     assert variant_verdict(variants, curve).endswith(
         "Best quality variant on held-out corruption kinds: mean:64, mean AUROC 0.870 (in distribution 0.970): the "
         "leave-one-kind-out goal (>= 0.95) is not met.")
+
+
+def test_report_parts_are_checked_against_the_pooling_before_any_reader_runs():
+    from saerl_hf.signals.report import ReportSignalsConfig
+
+    with pytest.raises(ValueError, match=r"difficulty_pooling_part: .*'mean' is not a part of .*'max'.*null"):
+        ReportSignalsConfig(pooling="max")
+    config = ReportSignalsConfig(pooling="max", difficulty_pooling_part="null", cluster_pooling_part="max")
+    assert config.difficulty_pooling_part is None and config.cluster_pooling_part == "max"

@@ -93,6 +93,22 @@ def part_range(pooling: str | None, d_sae: int, part: str | None) -> tuple[int, 
     return at * int(d_sae), (at + 1) * int(d_sae)
 
 
+#: The per-signal part options of curate and report-signals.
+PART_OPTIONS = ("difficulty_pooling_part", "quality_pooling_part", "cluster_pooling_part")
+
+
+def check_pooling_parts(config, error=ValueError) -> None:
+    """Normalise ``config``'s :data:`PART_OPTIONS` and check each is a part of ``config.pooling``, before any reader
+    runs; ``error`` is the caller's exception type, its message names the option and the fix."""
+    for option in PART_OPTIONS:
+        try:
+            setattr(config, option, pooling_part_name(getattr(config, option)))
+            part_range(config.pooling, 1, getattr(config, option))
+        except ValueError as err:
+            raise error(f"{option}: {err} (the features are pooled `pooling: {config.pooling}`; set `{option}: "
+                        f"null` to read every column)") from None
+
+
 def part_columns(identity: dict) -> tuple[int, int, int] | None:
     """``(start, stop, width of the whole SAE index space)`` of the part a model fitted with ``identity`` reads
     (its ``pooling_part``), or None when it reads every SAE column."""

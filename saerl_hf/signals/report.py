@@ -96,6 +96,11 @@ class ReportSignalsConfig:
         "help": "Measure only `feature_variants` and merge them into the cached results.json of the last full run "
                 "(same rows, reader and SAE: checked), then rewrite the page; the other sections are kept."})
 
+    def __post_init__(self):
+        from saerl_hf.signals.matrix import check_pooling_parts
+
+        check_pooling_parts(self)
+
 
 # ----------------------------------------------------------------------------- report
 
@@ -178,6 +183,9 @@ def _cached_results(cache: Path) -> tuple[dict, ReportSignalsConfig]:
     results = json.loads(path.read_text())
     saved = upgrade_options(results["config"], (ReportSignalsConfig,), warn=False)  # a cache of older names
     results.setdefault("sae_training", _sae_training(results["provenance"]))
+    from saerl_hf.signals.matrix import PART_OPTIONS
+
+    saved = {**dict.fromkeys(PART_OPTIONS), **saved}  # a run from before the parts read every column
     return results, ReportSignalsConfig(**{**saved, "render_only": False, "variants_only": False})
 
 

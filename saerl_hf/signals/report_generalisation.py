@@ -176,10 +176,11 @@ class _VariantPass:
     def __init__(self, train_raw, test_raw, config, cache, pooling: str, top_k: int | None):
         from dataclasses import replace
 
+        from saerl_hf.signals.matrix import PART_OPTIONS
         from saerl_hf.signals.report_sections import Featurizer
 
-        self.featurize, self.config, self.tag = Featurizer(replace(config, pooling=pooling, top_k=top_k or 0), cache), \
-            config, f"{pooling}:{top_k or 0}"
+        own = replace(config, pooling=pooling, top_k=top_k or 0, **dict.fromkeys(PART_OPTIONS))  # a whole vector
+        self.featurize, self.config, self.tag = Featurizer(own, cache), config, f"{pooling}:{top_k or 0}"
         names = (f"math_train[{self.tag}]", f"math500_test[{self.tag}]")
         self.parts = (self.featurize(train_raw, names[0]), self.featurize(test_raw, names[1]))
         # the pass's own seconds, also when this run found it in the featurize cache
