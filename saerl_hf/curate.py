@@ -48,9 +48,9 @@ from saerl_hf.pool import (  # noqa: F401  (re-exported: the pool stages live in
 logger = logging.getLogger(__name__)
 
 #: Bump when the same settings fit other signals (2: idf-weighted SAE clusters; 3: dense probes standardised, not
-#: log1p-clipped): on resume, what an older version fitted (SIGNAL_OUTPUTS: stages 06-09 and the probes and dataset
+#: log1p-clipped; 4: each signal reads its own part of a two-part pooling, the near-duplicates the clusters' part): on resume, what an older version fitted (SIGNAL_OUTPUTS: stages 06-09 and the probes and dataset
 #: copied out of them) is fitted again, and the featurized pool (the expensive part) is kept.
-SIGNALS_VERSION = 3
+SIGNALS_VERSION = 4
 SIGNAL_OUTPUTS = ("stages/06_probes", "stages/07_signals", "stages/08_filter", "stages/09_order", "probes", "dataset",
                  "dataset.tmp")
 
@@ -185,7 +185,7 @@ def _score_and_filter(config: CurateConfig, out: Path, featurized, timings: dict
                                       top_fraction=config.quality_keep_fraction)
         dcounts = {"n_in": len(ds), "exact_duplicates": 0, "near_duplicates": 0, "n_kept": len(ds)}
         if config.dedup:
-            ds, dcounts = deduplicate(ds, threshold=config.dedup_threshold)
+            ds, dcounts = deduplicate(ds, threshold=config.dedup_threshold, pooling_part=config.cluster_pooling_part)
         (stages / "filter_counts.json").write_text(json.dumps({"quality": qcounts, "dedup": dcounts}))
         return ds.flatten_indices()
 
@@ -327,6 +327,7 @@ def _check_config_unchanged(out: Path, config: CurateConfig) -> None:
 
 
 def _provenance(config: CurateConfig, dataset_provenance: dict) -> dict:
+    from saerl_hf.signals.matrix import signal_parts
     from saerl_hf.signals.persistence import library_versions
 
     feat = dataset_provenance.get("featurize", {})
@@ -339,8 +340,7 @@ def _provenance(config: CurateConfig, dataset_provenance: dict) -> dict:
         "layer": feat.get("layer"),
         "hook": feat.get("hook"),
         "pooling": feat.get("pooling"),
-        "pooling_parts": {signal: getattr(config, f"{signal}_pooling_part")
-                          for signal in ("difficulty", "quality", "cluster")},
+        "pooling_parts": signal_parts(config),  # the signals that read one part of a two-part pooling
         "top_k": feat.get("top_k"),
         "prompt_format": feat.get("prompt_format"),
         "dtype": feat.get("dtype"),

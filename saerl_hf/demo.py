@@ -117,7 +117,8 @@ def ensure_warmstart(config: DemoConfig) -> tuple[str, dict]:
 
 
 def curate_settings(config: DemoConfig, sae: str, policy: str) -> dict:
-    """The testbed v3 curate recipe at demo size: pass-rate labels of the warm policy on a small subset."""
+    """The testbed v3 curate recipe at demo size (pass-rate labels of the warm policy on a small subset), with the
+    package's default featurization (every active latent, mean+last read by each signal in its part)."""
     out = Path(config.output_dir)
     return {
         "output_dir": str(out / "curated"), "sources": config.sources, "holdout_per_source": config.holdout_per_source,

@@ -192,7 +192,7 @@ def check_proxy(config, curated: Path) -> dict | None:
         retest = [(measured[i], p) for i, p in zip(labels["id"], labels["pass_rate"]) if i in measured]
         record["label_retest"] = _spearman_ci([m for m, _ in retest], [p for _, p in retest])
         if "sae_idx" in labels.column_names and len(labels) >= 100:  # 5 folds of >= min_labels rows to fit on
-            record["out_of_fold"] = _out_of_fold(labels, seed=0)
+            record["out_of_fold"] = _out_of_fold(labels, seed=0, fitted=curated / "probes" / "difficulty")
     oracle = _vs_oracle(results_root(config) / ORACLE_KEPT, pool, labelled, labels)
     if oracle:
         record["vs_oracle"] = oracle
@@ -242,19 +242,23 @@ def _spearman_ci(x, y) -> dict:
     return {"rho": float(test.statistic), "p": float(test.pvalue), "ci95": ci, "n": len(x)}
 
 
-def _out_of_fold(labels, seed: int, folds: int = 5) -> dict:
-    """The difficulty proxy (as curate fits it) and a per-source mean, each scored on folds it was not fitted on:
-    Spearman of the predicted ease with the held-out fold's pass rates."""
+def _out_of_fold(labels, seed: int, folds: int = 5, fitted: Path | None = None) -> dict:
+    """The difficulty proxy (as curate fits it: the feature set and pooling part of its saved probe ``fitted``) and
+    a per-source mean, each scored on folds it was not fitted on: Spearman of the predicted ease with the held-out
+    fold's pass rates."""
     from scipy.stats import spearmanr
     from sklearn.model_selection import KFold
 
     from saerl_hf.signals import DifficultyConfig, DifficultyProbe
 
+    saved = json.loads((fitted / "config.json").read_text())["config"] if fitted and (fitted / "config.json").is_file() \
+        else {}
+    fit_as = {key: saved[key] for key in ("features", "pooling_part") if key in saved}
     rates = np.asarray(labels["pass_rate"], float)
     sources = np.asarray(labels["source"])
     proxy, by_source = np.zeros(len(rates)), np.zeros(len(rates))
     for train, test in KFold(folds, shuffle=True, random_state=seed).split(rates):
-        probe = DifficultyProbe(DifficultyConfig(label_column="pass_rate", seed=seed))
+        probe = DifficultyProbe(DifficultyConfig(label_column="pass_rate", seed=seed, **fit_as))
         proxy[test] = -probe.fit(labels.select(train)).predict(labels.select(test))  # difficulty -> ease
         means = {s: rates[train][sources[train] == s].mean() for s in set(sources[train])}
         by_source[test] = [means.get(s, rates[train].mean()) for s in sources[test]]

@@ -56,7 +56,7 @@ def test_curated_dir_has_every_column_artefact_and_count(curated):
         assert files == {".safetensors", ".json"}, "probes are safetensors + JSON, never pickles"
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["sae_hash"] and provenance["d_sae"] == 128 and provenance["pooling"] == "mean+last"
-    assert provenance["pooling_parts"] == {"difficulty": "mean", "quality": None, "cluster": "mean"}
+    assert provenance["pooling_parts"] == {"difficulty": "mean", "cluster": "mean"}  # quality reads both parts
     holdout = load_from_disk(str(out / "holdout"))
     assert len(holdout) == 30 and not set(holdout["id"]) & set(ds["id"]), "holdout is never curated"
     assert summary["content_hash"] == content_hash(ds)
@@ -108,10 +108,19 @@ def test_bad_config_values_name_the_field():
         CurateConfig(quality_threshold=0.5, quality_keep_fraction=0.8)
     with pytest.raises(CurateError, match=r"cluster_pooling_part: .*'last' is not a part of .* pooling 'mean\+max'"):
         CurateConfig(pooling="mean+max", cluster_pooling_part="last")
-    with pytest.raises(CurateError, match=r"difficulty_pooling_part: .*'mean' is not a part of .*'max'.*null"):
-        CurateConfig(pooling="max")  # the default parts read the mean part: another pooling must say so
-    whole = CurateConfig(pooling="max", difficulty_pooling_part="null", cluster_pooling_part="max")
-    assert whole.difficulty_pooling_part is None and whole.cluster_pooling_part == "max"
+    with pytest.raises(CurateError, match=r"difficulty_pooling_part: .*'mean' is not a part of .*'max'.*auto"):
+        CurateConfig(pooling="max", difficulty_pooling_part="mean")
+    with pytest.raises(CurateError, match=r"pooling must be one of .*got 'mean\+lst'"):
+        CurateConfig(pooling="mean+lst")  # a typo in the pooling is named as such, not as a part
+    auto = CurateConfig(pooling="max")  # auto: the mean part where the pooling has one, else every column
+    assert (auto.difficulty_pooling_part, auto.quality_pooling_part, auto.cluster_pooling_part) == (None, None, None)
+    default = CurateConfig()
+    assert (default.pooling, default.difficulty_pooling_part, default.quality_pooling_part,
+            default.cluster_pooling_part) == ("mean+last", "mean", None, "mean")
+    whole = CurateConfig(difficulty_pooling_part="null", cluster_pooling_part="last")
+    assert whole.difficulty_pooling_part is None and whole.cluster_pooling_part == "last"
+    with pytest.warns(UserWarning, match="top_k 64 keeps the largest entries of both parts of mean\+last"):
+        CurateConfig(top_k=64)
 
 
 def test_kill_9_mid_run_then_rerun_gives_the_identical_dataset(curated, tiny_model_dir, tiny_sae_dir, tmp_path):

@@ -342,3 +342,19 @@ def test_on_real_features_a_part_of_mean_last_is_that_pooling(part, featurized):
     np.testing.assert_allclose(cut.coef, own.coef, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(cut.apply(wide, batch_size=16)["difficulty"], own.predict(own_features), rtol=1e-6,
                                atol=1e-9)
+
+
+def test_near_duplicates_are_judged_on_the_part_the_clusters_read(data):
+    """Two rows with the same mean part and different last-token codes: a near-duplicate for clusters that read the
+    mean part (curate passes its cluster part), not for the whole vector."""
+    from saerl_hf.signals import deduplicate
+
+    train = data[0].select(range(6)).to_list()
+    twin = dict(train[0], problem="another wording of p0")
+    twin["sae_idx"] = [i for i in train[0]["sae_idx"] if i < D] + [D + 0, D + 1, D + 2]
+    twin["sae_val"] = [v for i, v in zip(train[0]["sae_idx"], train[0]["sae_val"]) if i < D] + [5.0, 5.0, 5.0]
+    rows = write_provenance(Dataset.from_list([*train, twin]), dict(PROVENANCE)).add_column("cluster", [0] * 7)
+    _, whole = deduplicate(rows, threshold=0.98)
+    kept, by_mean = deduplicate(rows, threshold=0.98, pooling_part="mean")
+    assert whole["near_duplicates"] == 0 and by_mean["near_duplicates"] == 1
+    assert "another wording of p0" not in kept["problem"]

@@ -58,7 +58,8 @@ def test_report_signals_writes_markdown_and_figures(tmp_path, tiny_model_dir, da
     results = json.loads((tmp_path / "cache" / "results.json").read_text())
     assert results["difficulty"]["SAE, ElasticNetCV"]["round_trip_identical"] is True
     # the default pooling is mean+last, read by each signal in its own part: the page and the saved probe say so
-    assert "--pooling mean+last --difficulty_pooling_part mean --cluster_pooling_part mean --top_k" in text
+    assert ("--pooling mean+last --difficulty_pooling_part mean --quality_pooling_part none --cluster_pooling_part "
+            "mean --top_k") in text
     assert "the difficulty models read the mean part, the cluster models read the mean part, the others" in text
     saved = json.loads((tmp_path / "cache" / "probes" / "difficulty" / "config.json").read_text())
     assert saved["identity"]["pooling_part"] == "mean" and saved["feature_width"] == 256
@@ -211,7 +212,9 @@ def test_variant_verdict_names_the_best_variant_against_dense():
 def test_report_parts_are_checked_against_the_pooling_before_any_reader_runs():
     from saerl_hf.signals.report import ReportSignalsConfig
 
-    with pytest.raises(ValueError, match=r"difficulty_pooling_part: .*'mean' is not a part of .*'max'.*null"):
-        ReportSignalsConfig(pooling="max")
-    config = ReportSignalsConfig(pooling="max", difficulty_pooling_part="null", cluster_pooling_part="max")
+    with pytest.raises(ValueError, match=r"difficulty_pooling_part: .*'mean' is not a part of .*'max'.*auto"):
+        ReportSignalsConfig(pooling="max", difficulty_pooling_part="mean")
+    assert ReportSignalsConfig(pooling="max").difficulty_pooling_part is None  # auto: no mean part to read
+    config = ReportSignalsConfig(pooling="mean+max", difficulty_pooling_part="null", cluster_pooling_part="max")
     assert config.difficulty_pooling_part is None and config.cluster_pooling_part == "max"
+    assert config.quality_pooling_part is None

@@ -218,9 +218,10 @@ def _normalised_text(text) -> str:
 
 
 def deduplicate(dataset, threshold: float = 0.98, text_column: str = "problem", cluster_column: str | None = "cluster",
-                features: str = SAE, scaling: str = "log1p"):
+                features: str = SAE, scaling: str = "log1p", pooling_part: str | None = None):
     """Drop exact duplicates of ``text_column`` (whitespace-normalised), then rows whose feature cosine to an
-    earlier kept row of the same cluster is >= ``threshold``. The first occurrence is kept.
+    earlier kept row of the same cluster is >= ``threshold``. The first occurrence is kept. ``pooling_part``: the
+    part of a two-part pooling compared (curate passes the clusters' own).
 
     Returns ``(deduplicated_dataset, counts)`` with counts ``n_in``, ``exact_duplicates``,
     ``near_duplicates``, ``n_kept``. ``cluster_column=None`` compares all rows with each other.
@@ -235,8 +236,9 @@ def deduplicate(dataset, threshold: float = 0.98, text_column: str = "problem", 
     exact_drop = _exact_duplicates(dataset[text_column])
     near_drop = np.zeros(len(dataset), dtype=bool)
     groups = np.asarray(dataset[cluster_column]) if cluster_column is not None else np.zeros(len(dataset), int)
-    split = block_split(features, identity_for(dataset, features))
-    matrix = transform(dataset_matrix(dataset, features), scaling, split)
+    identity = identity_for(dataset, features, pooling_part_name(pooling_part))
+    split = block_split(features, identity)
+    matrix = transform(dataset_matrix(dataset, features, columns=part_columns(identity)), scaling, split)
     unit = l2_normalise(apply_scaler(matrix, *fit_scaler(matrix, scaling, split))).astype(np.float32)
     unit = unit.tocsr() if sp.issparse(unit) else unit
     for group in tqdm(np.unique(groups), desc="near-duplicates", leave=False):

@@ -58,8 +58,9 @@ def sae_index_width(dataset) -> int | None:
     """Width of the SAE index space: ``n_features`` (``2 * d_sae`` under mean+max pooling), else ``d_sae``
     (None without provenance: then the largest index decides)."""
     provenance = feature_provenance(dataset)
-    width = provenance.get("n_features") or provenance.get("d_sae")
-    return int(width) if width is not None else None
+    if provenance.get("n_features") or provenance.get("d_sae") is None:
+        return int(provenance["n_features"]) if provenance.get("n_features") else None
+    return pooled_width(provenance.get("pooling") or "mean", provenance["d_sae"])  # before n_features was recorded
 
 
 #: The signal models' ``pooling_part`` option help (difficulty, quality and clusters share it).
@@ -93,20 +94,47 @@ def part_range(pooling: str | None, d_sae: int, part: str | None) -> tuple[int, 
     return at * int(d_sae), (at + 1) * int(d_sae)
 
 
-#: The per-signal part options of curate and report-signals.
+#: The per-signal part options of curate and report-signals, and the signal each serves.
 PART_OPTIONS = ("difficulty_pooling_part", "quality_pooling_part", "cluster_pooling_part")
+#: ``auto`` (their default): the mean part of a two-part pooling for difficulty and clusters, every column otherwise.
+AUTO_PARTS = {"difficulty_pooling_part": "mean", "quality_pooling_part": None, "cluster_pooling_part": "mean"}
+PART_OPTION_HELP = ("Part of a two-part pooling read by the {signal}: mean | last | max, none (every column) or auto "
+                    "(the default: {auto}).")
 
 
 def check_pooling_parts(config, error=ValueError) -> None:
-    """Normalise ``config``'s :data:`PART_OPTIONS` and check each is a part of ``config.pooling``, before any reader
-    runs; ``error`` is the caller's exception type, its message names the option and the fix."""
+    """Resolve ``config``'s :data:`PART_OPTIONS` (``auto`` -> :data:`AUTO_PARTS` where the pooling has that part)
+    and check each is a part of ``config.pooling``, before any reader runs; ``error`` is the caller's exception
+    type, its message names the option and the fix."""
+    if config.pooling not in POOLINGS:
+        raise error(f"pooling must be one of {' | '.join(POOLINGS)}, got {config.pooling!r}. Fix: e.g. pooling: "
+                    f"mean+last (the default).")
     for option in PART_OPTIONS:
+        part = getattr(config, option)
+        if str(part).strip().lower() == "auto":
+            part = AUTO_PARTS[option] if AUTO_PARTS[option] in TWO_PART.get(config.pooling, ()) else None
         try:
-            setattr(config, option, pooling_part_name(getattr(config, option)))
+            setattr(config, option, pooling_part_name(part))
             part_range(config.pooling, 1, getattr(config, option))
         except ValueError as err:
             raise error(f"{option}: {err} (the features are pooled `pooling: {config.pooling}`; set `{option}: "
-                        f"null` to read every column)") from None
+                        f"auto` or `none`)") from None
+    if getattr(config, "top_k", 0) and config.pooling in TWO_PART and signal_parts(config):
+        import warnings
+
+        warnings.warn(f"top_k {config.top_k} keeps the largest entries of both parts of {config.pooling} together: the "
+                      f"second part's values (one token, undiluted) can crowd out the mean part that "
+                      f"{', '.join(signal_parts(config))} read. Fix: top_k 0 (every active latent, the default).",
+                      stacklevel=3)
+
+
+def signal_parts(config) -> dict[str, str]:
+    """``{signal: part}`` for the signals of ``config`` (curate or report-signals, after :func:`check_pooling_parts`)
+    that read one part of its pooling: what the card and the page name (a dense-only run reads no SAE part)."""
+    if feature_set(getattr(config, "features", SAE)) == DENSE:
+        return {}
+    parts = {option.split("_")[0]: getattr(config, option) for option in PART_OPTIONS}
+    return {signal: part for signal, part in parts.items() if part_range(config.pooling, 1, part) is not None}
 
 
 def part_columns(identity: dict) -> tuple[int, int, int] | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from saerl_hf.signals.matrix import PART_OPTION_HELP
 from saerl_hf.signals.report_generalisation import SAME_ROWS, generalisation_section, variant_sweep
 from saerl_hf.signals.report_render import render_markdown
 from saerl_hf.signals.report_sections import (
@@ -51,12 +52,12 @@ class ReportSignalsConfig:
                                                     "active latent, the featurize default)."})
     pooling: str = field(default="mean+last", metadata={"help": "Pooling of SAE codes over the problem's tokens "
                                                                 "(curate's default: see its help)."})
-    difficulty_pooling_part: str | None = field(default="mean", metadata={
-        "help": "Part of a two-part pooling the difficulty probes read (as curate's option; none: every column)."})
-    quality_pooling_part: str | None = field(default=None, metadata={
-        "help": "Part of a two-part pooling the quality probes read (as curate's option; default: every column)."})
-    cluster_pooling_part: str | None = field(default="mean", metadata={
-        "help": "Part of a two-part pooling the clusters read (as curate's option; none: every column)."})
+    difficulty_pooling_part: str | None = field(default="auto", metadata={"help": PART_OPTION_HELP.format(
+        signal="difficulty proxy", auto="its mean part, which measured as well as both")})
+    quality_pooling_part: str | None = field(default="auto", metadata={"help": PART_OPTION_HELP.format(
+        signal="quality probe", auto="every column: the last-token part lifts held-out noise kinds")})
+    cluster_pooling_part: str | None = field(default="auto", metadata={"help": PART_OPTION_HELP.format(
+        signal="clusters", auto="the mean part: the last-token part pulls clusters off the topic")})
     max_length: int = field(default=256, metadata={"help": "Prompt tokens read per problem (longer are cut)."})
     reader_dtype: str = field(default="auto", metadata={"help": "Reader model dtype when featurizing: float32, "
                                                                 "bfloat16, or auto (bfloat16 where it is native, "
@@ -137,9 +138,9 @@ def _page(results: dict, config: ReportSignalsConfig, page_path: str | None = No
     from saerl_hf.signals.report_sweep import sweep_section_for
 
     page = render_markdown(results, config)
-    from saerl_hf.signals.report_render import pooling_parts
+    from saerl_hf.signals.matrix import signal_parts
 
-    page += render_generalisation(results["generalisation"], config.pooling, pooling_parts(config)) \
+    page += render_generalisation(results["generalisation"], config.pooling, signal_parts(config)) \
         if results.get("generalisation") else ""
     return page + sweep_section_for(page_path or config.output)
 

@@ -29,6 +29,7 @@ def render_markdown(results: dict, config: ReportSignalsConfig) -> str:
 def report_context(results: dict, config: ReportSignalsConfig) -> dict:
     """What the template shows: the measured tables plus the few numbers derived from them."""
     from saerl_hf.signals.difficulty import DifficultyConfig
+    from saerl_hf.signals.matrix import PART_OPTIONS, signal_parts
 
     diff, qual, clus, cost = results["difficulty"], results["quality"], results["clusters"]["rows"], results["cost"]
     sae_difficulty, sae_quality = diff["SAE, ElasticNetCV"], qual["rows"]["SAE, logistic"]
@@ -39,7 +40,7 @@ def report_context(results: dict, config: ReportSignalsConfig) -> dict:
     feat_per_1000 = featurize["seconds"] / featurize["rows"] * 1000 if featurize else 0
     return {
         "config": config, "prov": {key: results["provenance"].get(key) for key in PROVENANCE_KEYS},
-        "parts": pooling_parts(config),
+        "parts": signal_parts(config), "part_options": PART_OPTIONS,
         "sae_training_text": _sae_training_text(results.get("sae_training") or {}),
         "machine": results["machine"], "wall_seconds": results["wall_seconds"],
         "difficulty": diff, "sae_rho": sae_difficulty["spearman"],
@@ -61,14 +62,6 @@ def report_context(results: dict, config: ReportSignalsConfig) -> dict:
         "proxy_per_1000": feat_per_1000 + cost["difficulty_apply_seconds_per_1000"],
         "verdict": verdict(diff, qual["rows"], clus, ablation),
     }
-
-
-def pooling_parts(config: ReportSignalsConfig) -> dict[str, str]:
-    """The signals that read one part of a two-part pooling (``--<signal>_pooling_part``), for the page."""
-    from saerl_hf.signals.matrix import part_range
-
-    parts = {signal: getattr(config, f"{signal}_pooling_part", None) for signal in ("difficulty", "quality", "cluster")}
-    return {signal: part for signal, part in parts.items() if part_range(config.pooling, 1, part) is not None}
 
 
 def verdict(diff: dict, qual: dict, clus: dict, ablation: dict) -> dict:

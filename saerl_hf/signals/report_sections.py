@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def bootstrap_ci(metric, a, b, n: int, seed: int) -> tuple[float, float]:
-    """95% percentile bootstrap CI of ``metric(a, b)`` over paired rows (``scipy.stats.bootstrap``).
+def bootstrap_ci(metric, a, b, n: int, seed: int, method: str = "percentile") -> tuple[float, float]:
+    """95% bootstrap CI of ``metric(a, b)`` over paired rows (``scipy.stats.bootstrap``; percentile unless
+    ``method`` says otherwise: ``basic`` for a metric a resample inflates, such as NMI of duplicated rows).
 
     A resample whose ``b`` holds a single value (one class, one level) has no defined metric: NaN, so
     the interval is NaN too (scipy warns) rather than quietly narrower.
@@ -32,7 +33,7 @@ def bootstrap_ci(metric, a, b, n: int, seed: int) -> tuple[float, float]:
         return metric(a_rows, b_rows) if len(np.unique(b_rows)) > 1 else np.nan
 
     result = bootstrap((np.asarray(a), np.asarray(b)), statistic, n_resamples=n, paired=True, vectorized=False,
-                       method="percentile", confidence_level=0.95, rng=np.random.default_rng(seed))
+                       method=method, confidence_level=0.95, rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
@@ -240,6 +241,13 @@ def _nmi(clusters, subjects) -> float:
     return float(normalized_mutual_info_score(subjects, clusters))
 
 
+def _nmi_interval(clusters, subjects, config: ReportSignalsConfig) -> tuple[float, float]:
+    """The basic bootstrap interval of NMI (a resample's duplicated rows inflate NMI, which the percentile interval
+    would inherit; the basic one reflects it), clipped to NMI's range [0, 1]."""
+    low, high = bootstrap_ci(_nmi, clusters, subjects, config.bootstrap, config.seed, method="basic")
+    return float(np.clip(low, 0.0, 1.0)), float(np.clip(high, 0.0, 1.0))
+
+
 def cluster_section(train, test, config: ReportSignalsConfig) -> dict:
     """NMI of k-means clusters with MATH subjects: SAE latents idf-weighted (the default), the same without idf,
     and the dense baseline; each at ``CLUSTER_SEEDS`` k-means seeds (the first is the row's main figure)."""
@@ -254,12 +262,13 @@ def cluster_section(train, test, config: ReportSignalsConfig) -> dict:
         model, test_clusters, nmi = clusters_over_seeds(train, test, config, features, scaling,
                                                         config.cluster_pooling_part)
         rows[name] = {"scaling": scaling, "nmi_test": nmi[0], "nmi_test_seeds": nmi,
-                      "nmi_test_ci95": bootstrap_ci(_nmi, test_clusters, subject_codes, config.bootstrap, config.seed),
+                      "nmi_test_ci95": _nmi_interval(test_clusters, subject_codes, config),
                       "nmi_train": float(normalized_mutual_info_score(train["subject"], model.predict(train))),
                       "fit_seconds": model.metrics["fit_seconds"], "sizes": model.metrics["cluster_sizes"]}
         assignments[name] = test_clusters
         if name == "SAE k-means":
-            _, rows[name]["dedup_train"] = deduplicate(model.apply(train), threshold=0.98)
+            _, rows[name]["dedup_train"] = deduplicate(model.apply(train), threshold=0.98,
+                                                       pooling_part=config.cluster_pooling_part)
         logger.info("clusters %s: NMI test %.3f (seeds %s)", name, nmi[0], ", ".join(f"{v:.3f}" for v in nmi))
     return {"rows": rows, "assignments": assignments, "subjects": list(test["subject"])}
 
