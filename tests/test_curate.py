@@ -119,7 +119,7 @@ def test_bad_config_values_name_the_field():
             default.cluster_pooling_part) == ("mean+last", "mean", None, "mean")
     whole = CurateConfig(difficulty_pooling_part="null", cluster_pooling_part="last")
     assert whole.difficulty_pooling_part is None and whole.cluster_pooling_part == "last"
-    with pytest.warns(UserWarning, match="top_k 64 keeps the largest entries of both parts of mean\+last"):
+    with pytest.warns(UserWarning, match=r"top_k 64 keeps the largest entries of both parts of mean\+last"):
         CurateConfig(top_k=64)
 
 
