@@ -141,22 +141,22 @@ def test_a_dense_enough_design_is_fitted_dense_and_gives_the_same_probe(data):
     the coefficients agree with the sparse fit's within the solver's tolerance."""
     train, test = data
     fits = {}
-    for density in (0.1, 1.0):  # 0.1: dense copy; 1 (the default): stay sparse
+    for density in (0.1, 1.0):  # 0.1 (the default): dense copy, the folds having more rows than columns; 1: CSR
         config = DifficultyConfig(features=HYBRID, cv=3, n_alphas=6, dense_fit_density=density, tol=1e-6)
         fits[density] = DifficultyProbe(config).fit(train)
+    assert len(train) * 2 // 3 > fits[0.1].width  # the Gram matrix applies: that is when the copy pays
     assert fits[0.1].metrics["fit_on"] == "dense" and fits[1.0].metrics["fit_on"] == "sparse"
     assert fits[0.1].metrics["alpha"] == pytest.approx(fits[1.0].metrics["alpha"])
     np.testing.assert_allclose(fits[0.1].predict(test), fits[1.0].predict(test), rtol=1e-3, atol=1e-3)
     few = train.select(range(90))  # folds of 60 rows < 144 columns: plain coordinate descent, no Gram matrix
     wide = {d: DifficultyProbe(DifficultyConfig(features=HYBRID, cv=3, n_alphas=6, dense_fit_density=d,
-                                                tol=1e-6)).fit(few) for d in (0.1, 1.0)}
-    assert wide[0.1].metrics["fit_on"] == "dense" and wide[0.1].metrics["alpha"] == pytest.approx(
-        wide[1.0].metrics["alpha"])
-    np.testing.assert_allclose(wide[0.1].predict(test), wide[1.0].predict(test), rtol=1e-3, atol=1e-3)
-    sparse_only = DifficultyProbe(DifficultyConfig(features="sae", cv=3, n_alphas=6, dense_fit_density=0.1)).fit(train)
-    assert sparse_only.metrics["fit_on"] == "sparse"  # 12 of 128 latents stored: below 0.1
-    default = DifficultyProbe(DifficultyConfig(features=HYBRID, cv=3, n_alphas=6)).fit(few)
-    assert default.metrics["fit_on"] == "sparse"  # the default keeps the CSR design, however dense
+                                                tol=1e-6)).fit(few) for d in (0.0, 0.1, 1.0)}
+    assert wide[0.1].metrics["fit_on"] == "sparse", "without a Gram matrix the copy does not pay: CSR"
+    assert wide[0.0].metrics["fit_on"] == "dense" and wide[0.0].metrics["alpha"] == pytest.approx(
+        wide[1.0].metrics["alpha"])  # 0 forces the copy (the benchmark's other side): the same problem
+    np.testing.assert_allclose(wide[0.0].predict(test), wide[1.0].predict(test), rtol=1e-3, atol=1e-3)
+    sparse_only = DifficultyProbe(DifficultyConfig(features="sae", cv=3, n_alphas=6)).fit(train)
+    assert sparse_only.metrics["fit_on"] == "sparse"  # 12 of 128 latents stored: below the default 0.1
 
 
 def test_parallel_cross_validation_gives_the_same_probe(data):
