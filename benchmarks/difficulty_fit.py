@@ -63,6 +63,9 @@ def run(n_rows: int, sae: str | None, poolings: list[str], repeats: int, model: 
 
 
 def write_doc(rows: list[dict], command: str, sae: str) -> str:
+    fold_rows = rows[0]["n_rows"] * 4 // 5
+    gram = ("every design here is wider than that, so neither side precomputes a Gram matrix."
+            if all(r["columns"] >= fold_rows for r in rows) else "narrower designs precompute the Gram matrix on the copy.")
     table = "\n".join(
         f"| {r['pooling']} | {r['features']} | {r['columns']} | {r['density']:.3f} | {r['sparse_s']:.1f} | "
         f"{r['dense_s']:.1f} | **{r['sparse_s'] / r['dense_s']:.2f}x** | {r['max_coef_diff']:.1e} |" for r in rows)
@@ -75,6 +78,10 @@ latent kept; `DifficultyProbe` on `level` (ElasticNetCV, 3 l1_ratios x 12 alphas
 OMP says otherwise), fitted on the CSR design (`dense_fit_density=1`) and on its dense numpy copy
 (`dense_fit_density=0`), alternating, median of the repeats. Ratio: CSR seconds / dense seconds (above 1: the dense
 copy is faster). Machine: {machine()}.
+
+Each CV fold fits on {fold_rows} rows; {gram} `DifficultyConfig.dense_fit_density` (default 0.1) copies a
+dense-enough design only when the folds have more rows than columns: there ElasticNet precomputes the Gram matrix,
+which it does for dense input only (docs/signals.md lists the seconds of such fits: 7,496 rows x 4,096 latents).
 
 | pooling | features | design columns | non-zero share | CSR s | dense s | CSR / dense | max coefficient difference |
 |---|---|---:|---:|---:|---:|---:|---:|

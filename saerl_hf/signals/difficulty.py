@@ -58,9 +58,8 @@ class DifficultyConfig:
         "help": "Fit on a dense numpy copy of the design when at least this share of its entries is non-zero, each "
                 "cross-validation fold has more rows than columns (then ElasticNet precomputes the Gram matrix, "
                 "which only a dense design allows) and the copy stays under 2 GiB (CV holds ~3 copies at its peak); "
-                "the same problem. Measured on real rows (benchmarks/difficulty_fit.py, docs/signals.md): 7,496 "
-                "rows x 4,096 latents fit in 391 s on the copy vs ~1,100 s on CSR, while with fewer rows than "
-                "columns CSR was faster (2,000 rows: 329 s vs 536 s). 1: always CSR; 0: always the copy."})
+                "the same problem. With fewer rows than columns CSR was faster on real rows (docs/benchmarks.md: "
+                "2,000 rows, 0.4-1.0x the copy's seconds). 1: always CSR; 0: always the copy."})
     n_jobs: int = field(default=1, metadata={
         "help": "Cross-validation fits run in parallel (joblib; -1 = every core): the same probe for any value, "
                 "faster on machines with many cores (each job holds its own copy of a fold's design)."})
