@@ -58,8 +58,10 @@ def sae_index_width(dataset) -> int | None:
     """Width of the SAE index space: ``n_features`` (``2 * d_sae`` under mean+max pooling), else ``d_sae``
     (None without provenance: then the largest index decides)."""
     provenance = feature_provenance(dataset)
-    if provenance.get("n_features") or provenance.get("d_sae") is None:
-        return int(provenance["n_features"]) if provenance.get("n_features") else None
+    if provenance.get("n_features"):
+        return int(provenance["n_features"])
+    if provenance.get("d_sae") is None:
+        return None
     return pooled_width(provenance.get("pooling") or "mean", provenance["d_sae"])  # before n_features was recorded
 
 
