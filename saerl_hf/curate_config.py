@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from saerl_hf.curriculum import CURRICULA, PROMPTS_PER_BATCH_HELP
 from saerl_hf.errors import SaerlError
-from saerl_hf.signals.matrix import PART_OPTION_HELP
+from saerl_hf.signals.matrix import part_option
 
 DEFAULT_SOURCES = ["gsm8k:train", "math:train", "mawps", "svamp", "asdiv"]
 PUBLISH_OPTIONS = ("push_to_hub", "hub_dataset_id", "hub_revision", "create_pr")  # a resumed run may change them
@@ -50,12 +50,9 @@ class CurateConfig:
                 "mean+max | mean+last (one index space of width 2*d_sae: the max, or the last token's value, of "
                 "latent i at d_sae + i). Default mean+last with difficulty and clusters on its mean part: the "
                 "last-token part lifts the quality probe, the mean part keeps clusters on topic (docs/signals.md)."})
-    difficulty_pooling_part: str | None = field(default="auto", metadata={"help": PART_OPTION_HELP.format(
-        signal="difficulty proxy", auto="its mean part, which measured as well as both")})
-    quality_pooling_part: str | None = field(default="auto", metadata={"help": PART_OPTION_HELP.format(
-        signal="quality probe", auto="every column: the last-token part lifts held-out noise kinds")})
-    cluster_pooling_part: str | None = field(default="auto", metadata={"help": PART_OPTION_HELP.format(
-        signal="clusters", auto="the mean part: the last-token part pulls clusters off the topic")})
+    difficulty_pooling_part: str | None = part_option("difficulty_pooling_part")
+    quality_pooling_part: str | None = part_option("quality_pooling_part")
+    cluster_pooling_part: str | None = part_option("cluster_pooling_part")
     top_k: int | None = field(default=0, metadata={"help": "Pooled latents kept per prompt; 0 or null (the default) "
                                                             "keeps every active latent (see featurize's top_k)."})
     features: str = field(default="sae", metadata={"help": "Feature set the probes fit on: sae | dense | sae+dense "

@@ -100,8 +100,19 @@ def part_range(pooling: str | None, d_sae: int, part: str | None) -> tuple[int, 
 PART_OPTIONS = ("difficulty_pooling_part", "quality_pooling_part", "cluster_pooling_part")
 #: ``auto`` (their default): the mean part of a two-part pooling for difficulty and clusters, every column otherwise.
 AUTO_PARTS = {"difficulty_pooling_part": "mean", "quality_pooling_part": None, "cluster_pooling_part": "mean"}
-PART_OPTION_HELP = ("Part of a two-part pooling read by the {signal}: mean | last | max, none (every column) or auto "
-                    "(the default: {auto}).")
+_PART_OPTION_HELP = {
+    "difficulty_pooling_part": ("difficulty proxy", "its mean part, which measured as well as both"),
+    "quality_pooling_part": ("quality probe", "every column: the last-token part lifts held-out noise kinds"),
+    "cluster_pooling_part": ("clusters", "the mean part: the last-token part pulls clusters off the topic")}
+
+
+def part_option(option: str):
+    """The dataclass field of one of :data:`PART_OPTIONS` (curate and report-signals share them)."""
+    from dataclasses import field
+
+    signal, auto = _PART_OPTION_HELP[option]
+    return field(default="auto", metadata={"help": f"Part of a two-part pooling read by the {signal}: mean | last | "
+                                                   f"max, none (every column) or auto (the default: {auto})."})
 
 
 def check_pooling_parts(config, error=ValueError) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from saerl_hf.signals.matrix import PART_OPTION_HELP
+from saerl_hf.signals.matrix import part_option
 from saerl_hf.signals.report_generalisation import SAME_ROWS, generalisation_section, variant_sweep
 from saerl_hf.signals.report_render import render_markdown
 from saerl_hf.signals.report_sections import (
@@ -52,12 +52,9 @@ class ReportSignalsConfig:
                                                     "active latent, the featurize default)."})
     pooling: str = field(default="mean+last", metadata={"help": "Pooling of SAE codes over the problem's tokens "
                                                                 "(curate's default: see its help)."})
-    difficulty_pooling_part: str | None = field(default="auto", metadata={"help": PART_OPTION_HELP.format(
-        signal="difficulty proxy", auto="its mean part, which measured as well as both")})
-    quality_pooling_part: str | None = field(default="auto", metadata={"help": PART_OPTION_HELP.format(
-        signal="quality probe", auto="every column: the last-token part lifts held-out noise kinds")})
-    cluster_pooling_part: str | None = field(default="auto", metadata={"help": PART_OPTION_HELP.format(
-        signal="clusters", auto="the mean part: the last-token part pulls clusters off the topic")})
+    difficulty_pooling_part: str | None = part_option("difficulty_pooling_part")
+    quality_pooling_part: str | None = part_option("quality_pooling_part")
+    cluster_pooling_part: str | None = part_option("cluster_pooling_part")
     max_length: int = field(default=256, metadata={"help": "Prompt tokens read per problem (longer are cut)."})
     reader_dtype: str = field(default="auto", metadata={"help": "Reader model dtype when featurizing: float32, "
                                                                 "bfloat16, or auto (bfloat16 where it is native, "
