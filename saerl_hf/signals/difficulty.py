@@ -20,12 +20,10 @@ from saerl_hf.signals.matrix import (
     SCALING_HELP,
     apply_scaler,
     block_split,
-    dataset_matrix,
     feature_set,
     fit_scaler,
-    identity_for,
     linear_scores,
-    part_columns,
+    part_matrix,
     pooling_part_name,
     require_source,
     transform,
@@ -94,10 +92,9 @@ class DifficultyProbe(LinearProbe):
         require_source(dataset, config.features)  # features first: without them no label matters
         labels, keep, target = _regression_target(dataset, config)
         n_excluded = int(len(labels) - len(keep))
-        identity = identity_for(dataset, config.features, config.pooling_part)
+        raw, identity = part_matrix(dataset, config.features, config.pooling_part)
         split = block_split(config.features, identity)
-        matrix = transform(dataset_matrix(dataset, config.features, columns=part_columns(identity)), config.scaling,
-                           split)[keep]
+        matrix = transform(raw, config.scaling, split)[keep]
         center, scale = fit_scaler(matrix, config.scaling, split)
         design = apply_scaler(matrix, center, scale)
 

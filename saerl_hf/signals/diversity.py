@@ -28,6 +28,7 @@ from saerl_hf.signals.matrix import (
     fit_scaler,
     identity_for,
     part_columns,
+    part_matrix,
     pooling_part_name,
     require_source,
     transform,
@@ -124,10 +125,9 @@ class ClusterModel:
         if len(dataset) < config.n_clusters:
             raise ValueError(f"n_clusters={config.n_clusters} needs at least {config.n_clusters} rows; the dataset "
                              f"has {len(dataset)}. Fix: lower n_clusters.")
-        identity = identity_for(dataset, config.features, config.pooling_part)
+        raw, identity = part_matrix(dataset, config.features, config.pooling_part)
         split = block_split(config.features, identity)
-        matrix = transform(dataset_matrix(dataset, config.features, columns=part_columns(identity)), config.scaling,
-                           split)
+        matrix = transform(raw, config.scaling, split)
         self.center, self.scale = fit_scaler(matrix, config.scaling, split)
         unit = l2_normalise(apply_scaler(matrix, self.center, self.scale))
         start = time.perf_counter()
@@ -236,9 +236,9 @@ def deduplicate(dataset, threshold: float = 0.98, text_column: str = "problem", 
     exact_drop = _exact_duplicates(dataset[text_column])
     near_drop = np.zeros(len(dataset), dtype=bool)
     groups = np.asarray(dataset[cluster_column]) if cluster_column is not None else np.zeros(len(dataset), int)
-    identity = identity_for(dataset, features, pooling_part_name(pooling_part))
+    raw, identity = part_matrix(dataset, features, pooling_part_name(pooling_part))
     split = block_split(features, identity)
-    matrix = transform(dataset_matrix(dataset, features, columns=part_columns(identity)), scaling, split)
+    matrix = transform(raw, scaling, split)
     unit = l2_normalise(apply_scaler(matrix, *fit_scaler(matrix, scaling, split))).astype(np.float32)
     unit = unit.tocsr() if sp.issparse(unit) else unit
     for group in tqdm(np.unique(groups), desc="near-duplicates", leave=False):

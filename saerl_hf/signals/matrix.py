@@ -185,6 +185,12 @@ def dataset_matrix(dataset, features: str = SAE, width: int | None = None, colum
     return matrix if dense is None else hstack_explicit(matrix, dense)
 
 
+def part_matrix(dataset, features: str, pooling_part: str | None = None):
+    """``(matrix, identity)``: what a model reading ``pooling_part`` fits on, and the identity it records."""
+    identity = identity_for(dataset, features, pooling_part)
+    return dataset_matrix(dataset, features, columns=part_columns(identity)), identity
+
+
 def _keep_part(matrix, columns):
     """The CSR columns ``[start, stop)`` of ``columns`` (renumbered from 0); ``matrix`` itself when None."""
     return matrix if columns is None else matrix[:, columns[0]:columns[1]].tocsr()

@@ -27,6 +27,7 @@ from saerl_hf.signals.matrix import (
     identity_for,
     linear_scores,
     part_columns,
+    part_matrix,
     pooling_part_name,
     require_source,
     sigmoid,
@@ -72,15 +73,13 @@ class QualityProbe(LinearProbe):
         negative (both featurized with the same SAE)."""
         config = self._resolve_scaling()
         require_source(dataset, config.features)
-        identity = identity_for(dataset, config.features, config.pooling_part)
-        columns = part_columns(identity)
-        matrix = dataset_matrix(dataset, config.features, columns=columns)
+        matrix, identity = part_matrix(dataset, config.features, config.pooling_part)
         if negatives is None:
             labels = numeric_labels(dataset, config.label_column)
         else:
             check_identity(identity, identity_for(negatives, config.features), "negatives of the quality probe")
             neg = dataset_matrix(negatives, config.features, width=None if config.features == DENSE else matrix.shape[1],
-                                 columns=columns)
+                                 columns=part_columns(identity))
             matrix = sp.vstack([matrix, neg]).tocsr() if sp.issparse(matrix) else np.vstack([matrix, neg])
             labels = np.r_[np.ones(len(dataset)), np.zeros(len(negatives))]
         keep = np.flatnonzero(np.isfinite(labels))

@@ -222,8 +222,6 @@ def clusters_over_seeds(train, test, config: ReportSignalsConfig, features: str 
                         pooling_part: str | None = None):
     """k-means on ``train`` at ``CLUSTER_SEEDS`` seeds from ``config.seed``: the first seed's model and MATH-500
     clusters, and the NMI with ``test["subject"]`` at every seed (NMI moves by a few hundredths between restarts)."""
-    from sklearn.metrics import normalized_mutual_info_score
-
     from saerl_hf.signals.diversity import ClusterConfig, ClusterModel
 
     seeds = []
@@ -231,7 +229,7 @@ def clusters_over_seeds(train, test, config: ReportSignalsConfig, features: str 
         model = ClusterModel(ClusterConfig(n_clusters=config.n_clusters, features=features, scaling=scaling,
                                            seed=seed, pooling_part=pooling_part)).fit(train)
         seeds.append((model, model.predict(test)))
-    nmi = [float(normalized_mutual_info_score(test["subject"], clusters)) for _, clusters in seeds]
+    nmi = [_nmi(clusters, test["subject"]) for _, clusters in seeds]
     return *seeds[0], nmi
 
 
